@@ -1,0 +1,36 @@
+# Set-up: `make install` then `make demo`; tests: `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# llama.cpp builds from source: CPU backend only, portable (no -march=native), no multimodal tools.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_CUDA=OFF
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+DEMO   ?= out/demo
+
+.PHONY: install demo test test-all lint bench-perf toy-world eval-toy clean
+
+install:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt "torch==2.13.0"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev,local]"
+	@# open_clip's modules import torchvision; we install it without dependencies for the real CLIP BPE
+	@# vocabulary it ships (used by the embedded tokenizers). See README "Why no torchvision".
+	$(BIN)/pip install -q --no-deps "open_clip_torch>=3.3,<4"
+	$(BIN)/rare --version
+
+demo:
+	@mkdir -p $(DEMO)
+	$(BIN)/rare seedselect "a hairy frog" --method sd --model tiny-sd --num-images 2 --out $(DEMO)/sd
+
+test:
+	$(BIN)/python -m pytest -q -x -p no:cacheprovider
+
+lint:
+	$(BIN)/ruff check rarecli tests
+
+bench-perf:
+	@mkdir -p out/bench
+	$(BIN)/python -m rarecli.bench.perf --out out/bench/perf.json
+
+clean:
+	rm -rf out .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from rarecli.cli.app import main
+
+main()

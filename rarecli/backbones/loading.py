@@ -1,0 +1,171 @@
+"""Load a diffusers pipeline by Hugging Face id, local folder or embedded name; one load per process.
+
+Hub models go through diffusers/huggingface_hub as usual, so HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE and
+HF_TOKEN apply. Embedded backbones are built once and then take the same `from_pretrained` path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rarecli.errors import InputError, RareError
+from rarecli.runtime.cache import MODEL_CACHE
+from rarecli.runtime.device import DeviceManager
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a model comes from, as recorded in output metadata."""
+
+    name: str  # what the user passed
+    source: str  # "embedded", "local" or "hub"
+    location: str  # folder path, or hub id
+    revision: str | None = None
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"model": self.name, "model_source": self.source, "model_revision": self.revision}
+
+
+def resolve(model: str, revision: str | None = None, kind: str = "pipeline") -> ModelRef:
+    """Decide whether `model` is embedded, a local folder or a Hub id. Does not load or download."""
+    from rarecli.backbones.registry import EMBEDDED, ensure_built
+
+    if model in EMBEDDED:
+        entry = EMBEDDED[model]
+        if entry.kind != kind:
+            raise InputError(
+                f"{model} is a {entry.kind} model, not a {kind}",
+                hint="`rare models` lists what each embedded backbone is",
+            )
+        folder = ensure_built(entry)
+        from rarecli.backbones.tiny import RECIPE_VERSION
+
+        return ModelRef(model, "embedded", str(folder), revision=f"r{RECIPE_VERSION}")
+    path = Path(model).expanduser()
+    if path.exists() or model.startswith((".", "/", "~")):
+        if not path.is_dir():
+            raise InputError(
+                f"model folder not found: {model}",
+                hint="pass a folder in the diffusers layout, a Hub id, or an embedded name",
+            )
+        marker = "model_index.json" if kind == "pipeline" else "config.json"
+        if not (path / marker).is_file():
+            raise InputError(
+                f"{model} has no {marker}: not a {'diffusers pipeline' if kind == 'pipeline' else 'model'} folder"
+            )
+        return ModelRef(model, "local", str(path.resolve()), revision=None)
+    if model.count("/") != 1:
+        raise InputError(
+            f"unknown model {model!r}",
+            hint="use a Hub id like org/name, a local folder, or one of: " + ", ".join(EMBEDDED),
+        )
+    return ModelRef(model, "hub", model, revision=revision)
+
+
+def _download(ref: ModelRef) -> ModelRef:
+    """Fetch (or find in the HF cache) a Hub pipeline; records the exact commit used."""
+    from diffusers import DiffusionPipeline
+
+    from rarecli.errors import explain
+
+    try:
+        folder = DiffusionPipeline.download(ref.location, revision=ref.revision)
+    except Exception as exc:
+        known = explain(exc)
+        if known is not None:
+            raise known from exc
+        text = str(exc)
+        if "cached" in text or "offline" in text or "connect" in text.lower():
+            raise RareError(
+                f"{ref.location} is not in the local Hugging Face cache and the Hub cannot be reached",
+                hint="download it once while online (HF_HUB_OFFLINE unset), pass a local folder, or use an "
+                "embedded model (`rare models`)",
+            ) from exc
+        raise RareError(
+            f"cannot load {ref.location} from the Hub: {text.splitlines()[0] if text else exc!r}",
+            hint="check the model id and your network; HF_TOKEN for gated models",
+        ) from exc
+    commit = Path(folder).name if Path(folder).parent.name == "snapshots" else ref.revision
+    return ModelRef(ref.name, "hub", str(folder), revision=commit)
+
+
+@dataclass
+class LoadedPipeline:
+    pipe: Any
+    ref: ModelRef
+    manager: DeviceManager
+
+    @property
+    def family(self) -> str:
+        return type(self.pipe).__name__
+
+
+def load_pipeline(
+    model: str,
+    manager: DeviceManager,
+    revision: str | None = None,
+    families: Collection[str] | None = None,
+    purpose: str = "this command",
+) -> LoadedPipeline:
+    """Load (once per process) and place a pipeline; checks its class is one `purpose` supports."""
+    ref = resolve(model, revision)
+    key = ("pipeline", ref.source, ref.location, ref.revision, manager.key)
+
+    def load() -> LoadedPipeline:
+        from diffusers import DiffusionPipeline
+
+        from rarecli.runtime.quiet import quiet_libraries
+
+        with quiet_libraries():
+            resolved = _download(ref) if ref.source == "hub" else ref
+            pipe = DiffusionPipeline.from_pretrained(resolved.location, torch_dtype=manager.torch_dtype)
+            pipe.set_progress_bar_config(disable=True)
+            manager.place(pipe)
+        return LoadedPipeline(pipe, resolved, manager)
+
+    loaded = MODEL_CACHE.get(key, load)
+    if families is not None and loaded.family not in families:
+        raise RareError(
+            f"{model} is a {loaded.family}; {purpose} needs one of: {', '.join(sorted(families))}",
+            hint="choose another --model",
+        )
+    return loaded
+
+
+def _read_config(ref: ModelRef, name: str) -> dict[str, Any] | None:
+    import json
+
+    if ref.source == "hub":
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
+
+        try:
+            path = hf_hub_download(ref.location, name, revision=ref.revision)
+        except EntryNotFoundError:
+            return None
+    else:
+        path = Path(ref.location) / name
+        if not path.is_file():
+            return None
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def latent_shape(
+    model: str | ModelRef, height: int | None = None, width: int | None = None, revision: str | None = None
+) -> tuple[int, ...]:
+    """The initial-noise (seed) shape for one image, (channels, height/f, width/f), read from the
+    configs alone (no weights are loaded). Default size is the model's native one."""
+    ref = model if isinstance(model, ModelRef) else resolve(model, revision)
+    denoiser = _read_config(ref, "unet/config.json") or _read_config(ref, "transformer/config.json")
+    vae = _read_config(ref, "vae/config.json")
+    if denoiser is None or vae is None:
+        raise RareError(f"{ref.name}: no unet/transformer or vae config: not a latent diffusion pipeline")
+    f = 2 ** (len(vae["block_out_channels"]) - 1)
+    default = denoiser["sample_size"] * f
+    h, w = height or default, width or default
+    if h % f or w % f:
+        raise InputError(f"height and width must be multiples of {f} for {ref.name} (got {h}x{w})")
+    return (denoiser["in_channels"], h // f, w // f)

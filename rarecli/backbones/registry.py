@@ -1,0 +1,113 @@
+"""The embedded backbones: names, what they are, and where their built copy lives.
+
+A recipe is built once into `<rare cache>/backbones/<name>-r<version>` in the diffusers layout;
+from then on it is loaded by `from_pretrained(folder)` like any local model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rarecli.paths import cache_dir
+
+
+@dataclass(frozen=True)
+class Embedded:
+    name: str
+    kind: str  # "pipeline" or "clip"
+    pipeline_class: str
+    description: str
+    build: Callable[[], Any] | None = None
+    # Backbones that ship prebuilt weights inside the package instead of a recipe.
+    packaged: Path | None = None
+
+    @property
+    def folder(self) -> Path:
+        if self.packaged is not None:
+            return self.packaged
+        from rarecli.backbones.tiny import RECIPE_VERSION
+
+        return cache_dir() / "backbones" / f"{self.name}-r{RECIPE_VERSION}"
+
+    @property
+    def built(self) -> bool:
+        return (self.folder / ("model_index.json" if self.kind == "pipeline" else "config.json")).is_file()
+
+
+def _recipe(name: str) -> Callable[[], Any]:
+    def build() -> Any:
+        from rarecli.backbones import tiny
+
+        return getattr(tiny, f"build_{name.replace('-', '_')}")()
+
+    return build
+
+
+EMBEDDED: dict[str, Embedded] = {
+    e.name: e
+    for e in (
+        Embedded(
+            "tiny-sd",
+            "pipeline",
+            "StableDiffusionPipeline",
+            "random-weight SD2.1-shaped pipeline, 64x64, DDIM (CPU, seconds)",
+            _recipe("tiny-sd"),
+        ),
+        Embedded(
+            "tiny-sdxl",
+            "pipeline",
+            "StableDiffusionXLPipeline",
+            "random-weight SDXL-shaped pipeline, two text encoders, 64x64",
+            _recipe("tiny-sdxl"),
+        ),
+        Embedded(
+            "tiny-sd3",
+            "pipeline",
+            "StableDiffusion3Pipeline",
+            "random-weight SD3-shaped pipeline (MMDiT, CLIP x2 + T5), 64x64",
+            _recipe("tiny-sd3"),
+        ),
+        Embedded(
+            "tiny-clip",
+            "clip",
+            "CLIPModel",
+            "random-weight CLIP image/text model for losses and the offline judge",
+            _recipe("tiny-clip"),
+        ),
+    )
+}
+
+
+def ensure_built(entry: Embedded) -> Path:
+    """Build the backbone into its cache folder if it is not there yet; return the folder.
+
+    Built in a temporary sibling folder and renamed into place, so a crash or a second process
+    building at the same time never leaves a half-written model behind.
+    """
+    folder = entry.folder
+    if entry.built or entry.build is None:
+        return folder
+    from rarecli.log import info
+    from rarecli.runtime.quiet import quiet_libraries
+
+    info(f"Building embedded backbone {entry.name} into {folder} (once)")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=folder.parent))
+    try:
+        with quiet_libraries():
+            model = entry.build()
+            model.save_pretrained(tmp)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not entry.built:  # not a lost race with another process: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder

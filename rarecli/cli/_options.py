@@ -1,0 +1,103 @@
+"""Option types shared by every command, so that --model/--device/... read the same everywhere.
+
+Each is an `Annotated` type: a command declares `device: Device = "auto"`.
+Environment variables (RARE_*) and the config file fill in what the command line leaves out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+_RUNTIME = "Runtime"
+_OUTPUT = "Output"
+
+Model = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        envvar="RARE_MODEL",
+        help="Hugging Face model id, local folder in the diffusers layout, or an embedded backbone (`rare models`).",
+        rich_help_panel=_RUNTIME,
+    ),
+]
+Revision = Annotated[
+    str | None,
+    typer.Option("--revision", help="Hub revision (branch, tag or commit) of --model.", rich_help_panel=_RUNTIME),
+]
+Device = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        envvar="RARE_DEVICE",
+        help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.",
+        rich_help_panel=_RUNTIME,
+    ),
+]
+Dtype = Annotated[
+    str,
+    typer.Option(
+        "--dtype",
+        envvar="RARE_DTYPE",
+        help="auto (fp16 on CUDA, fp32 elsewhere), fp32, fp16 or bf16. The VAE decodes in fp32 under fp16.",
+        rich_help_panel=_RUNTIME,
+    ),
+]
+Offload = Annotated[
+    bool,
+    typer.Option(
+        "--offload",
+        envvar="RARE_OFFLOAD",
+        help="Keep weights on the CPU, moving each model to the GPU only while it runs (less memory, slower).",
+        rich_help_panel=_RUNTIME,
+    ),
+]
+AttentionSlicing = Annotated[
+    bool,
+    typer.Option(
+        "--attention-slicing",
+        envvar="RARE_ATTENTION_SLICING",
+        help="Compute attention in slices (less memory, slower).",
+        rich_help_panel=_RUNTIME,
+    ),
+]
+Seed = Annotated[
+    int,
+    typer.Option(
+        "--seed",
+        "-s",
+        min=0,
+        envvar="RARE_SEED",
+        help="Random seed. Noise is drawn on the CPU, so a seed gives the same image on every device.",
+    ),
+]
+Out = Annotated[
+    Path,
+    typer.Option(
+        "--out",
+        "-o",
+        envvar="RARE_OUT",
+        file_okay=False,
+        help="Output folder (created if missing). Files in it are never overwritten.",
+        rich_help_panel=_OUTPUT,
+    ),
+]
+Json = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Print one JSON document (JSON lines for batches) instead of paths.", rich_help_panel=_OUTPUT
+    ),
+]
+Quiet = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        envvar="RARE_QUIET",
+        help="No progress bars or logs on stderr (errors and warnings still).",
+        rich_help_panel=_OUTPUT,
+    ),
+]

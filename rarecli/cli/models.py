@@ -1,0 +1,69 @@
+"""`rare models`: the embedded backbones and the pipelines in the Hugging Face cache."""
+
+from __future__ import annotations
+
+from rarecli.cli._options import Json
+
+
+def models(json_out: Json = False) -> None:
+    """List the embedded backbones (usable offline) and the models in the Hugging Face cache."""
+    from rarecli.backbones.registry import EMBEDDED
+    from rarecli.cli._output import emit_json
+    from rarecli.log import console
+
+    embedded = [
+        {
+            "name": e.name,
+            "class": e.pipeline_class,
+            "built": e.built,
+            "path": str(e.folder),
+            "description": e.description,
+        }
+        for e in EMBEDDED.values()
+    ]
+    hub = _hub_cache()
+    if json_out:
+        emit_json({"embedded": embedded, "hf_cache": hub})
+        return
+    from rich.table import Table
+
+    table = Table(title="Embedded backbones (offline, CPU)", title_justify="left")
+    for col in ("name", "class", "built", "description"):
+        table.add_column(col)
+    for e in embedded:
+        table.add_row(e["name"], e["class"], "yes" if e["built"] else "on first use", e["description"])
+    console.print(table)
+    if hub is None:
+        console.print("Hugging Face cache: none yet", markup=False)
+    else:
+        table = Table(title="Hugging Face cache", title_justify="left")
+        for col in ("repo", "type", "size", "revisions"):
+            table.add_column(col)
+        for r in hub:
+            table.add_row(r["repo"], r["type"], r["size"], str(len(r["revisions"])))
+        console.print(table)
+    # Data on stdout: the names a user can pass to --model.
+    for e in embedded:
+        print(e["name"])
+    for r in hub or []:
+        if r["type"] == "model":
+            print(r["repo"])
+
+
+def _hub_cache() -> list[dict] | None:
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        info = scan_cache_dir()
+    except CacheNotFound:
+        return None
+    return [
+        {
+            "repo": r.repo_id,
+            "type": r.repo_type,
+            "size": r.size_on_disk_str,
+            "revisions": sorted(rev.commit_hash for rev in r.revisions),
+        }
+        for r in sorted(info.repos, key=lambda r: r.repo_id)
+    ]

@@ -1,0 +1,61 @@
+"""Errors the CLI turns into one `Error: ...` line plus a hint (exit 1).
+
+Library code raises these; it never prints or exits. Anything else that escapes is a bug and
+shows a traceback only under RARE_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+
+class RareError(Exception):
+    """A handled failure: a message a user can act on, and optionally a hint."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InputError(RareError):
+    """Bad user input found after parsing (a file, a folder, a value)."""
+
+
+class NotImplementedYet(RareError):
+    def __init__(self, command: str, issue: str) -> None:
+        super().__init__(
+            f"`rare {command}` is not implemented yet",
+            hint=f"tracked in {issue}; `rare {command} --help` documents the options it will take",
+        )
+
+
+def explain(exc: BaseException) -> RareError | None:
+    """Map known third-party failures to a RareError with a hint; None when unknown.
+
+    Matching is by class name and module so that this module never imports torch or the hub.
+    """
+    name = type(exc).__name__
+    text = str(exc)
+    if name == "OutOfMemoryError" or "CUDA out of memory" in text:
+        return RareError(
+            "the GPU ran out of memory",
+            hint="try --dtype fp16, --offload, --attention-slicing, fewer --num-images or --inner-steps",
+        )
+    if name == "GatedRepoError" or ("gated" in text.lower() and "huggingface" in text.lower()):
+        return RareError(
+            "this model is gated on the Hugging Face Hub",
+            hint="accept its licence on the model page, then `hf auth login` or set HF_TOKEN",
+        )
+    if name in {"RepositoryNotFoundError", "RevisionNotFoundError"}:
+        return RareError(
+            f"model not found on the Hub: {text.splitlines()[0]}",
+            hint="check the id, or pass a local folder in the diffusers layout",
+        )
+    if name in {"LocalEntryNotFoundError", "OfflineModeIsEnabled"}:
+        return RareError(
+            "the model is not in the local Hugging Face cache and the Hub cannot be reached",
+            hint="download it once while online, pass a local folder, or use an embedded model (`rare models`)",
+        )
+    return None

@@ -1,0 +1,172 @@
+"""Device manager: picks the device and dtype, places pipelines, draws noise reproducibly.
+
+One seed must give the same noise on every device, so generators always live on the CPU and the
+noise is moved afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rarecli.errors import InputError, RareError
+
+if TYPE_CHECKING:
+    import torch
+
+DTYPES = ("fp32", "fp16", "bf16")
+
+
+def resolve_device(spec: str) -> str:
+    """auto -> cuda > mps > cpu; validates an explicit choice against what this machine has."""
+    import torch
+
+    spec = spec.strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return "cuda:0"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if spec == "cpu":
+        return "cpu"
+    if spec == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise RareError("--device mps: Metal is not available on this machine", hint="use --device cpu")
+        return "mps"
+    m = re.fullmatch(r"cuda(?::(\d+))?", spec)
+    if m:
+        if not torch.cuda.is_available():
+            raise RareError(
+                f"--device {spec}: CUDA is not available (torch {torch.__version__}, built for "
+                f"{'CUDA ' + torch.version.cuda if torch.version.cuda else 'CPU only'})",
+                hint="install a CUDA build of torch, or use --device cpu",
+            )
+        index = int(m.group(1) or 0)
+        if index >= torch.cuda.device_count():
+            raise RareError(
+                f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) visible",
+                hint="check CUDA_VISIBLE_DEVICES",
+            )
+        return f"cuda:{index}"
+    raise InputError(f"--device {spec!r} is not one of auto, cpu, cuda, cuda:N, mps")
+
+
+def resolve_dtype(spec: str, device: str) -> str:
+    """auto -> fp16 on CUDA (bf16 is asked for explicitly), fp32 on CPU and MPS."""
+    spec = spec.strip().lower()
+    aliases = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
+    spec = aliases.get(spec, spec)
+    if spec == "auto":
+        return "fp16" if device.startswith("cuda") else "fp32"
+    if spec not in DTYPES:
+        raise InputError(f"--dtype {spec!r} is not one of auto, fp32, fp16, bf16")
+    if spec == "fp16" and device == "cpu":
+        raise InputError("--dtype fp16 is not supported on the CPU", hint="use --dtype fp32 or bf16 on the CPU")
+    return spec
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    import torch
+
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+@dataclass
+class DeviceManager:
+    """Where and in what precision models run, and how they save memory."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+    offload: bool = False
+    attention_slicing: bool = False
+
+    def __post_init__(self) -> None:
+        self.device = resolve_device(self.device)
+        self.dtype = resolve_dtype(self.dtype, self.device)
+        if self.offload and not self.device.startswith("cuda"):
+            raise InputError("--offload needs a CUDA device", hint="drop --offload on the CPU and MPS")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return torch_dtype(self.dtype)
+
+    @property
+    def torch_device(self) -> torch.device:
+        import torch
+
+        return torch.device(self.device)
+
+    @property
+    def key(self) -> tuple[str, str, bool, bool]:
+        return (self.device, self.dtype, self.offload, self.attention_slicing)
+
+    def place(self, pipe: Any) -> Any:
+        """Move a diffusers pipeline to the device (or set up offload) and apply memory savers."""
+        if self.offload:
+            pipe.enable_model_cpu_offload(gpu_id=self.torch_device.index or 0)
+        else:
+            pipe.to(self.device)
+        if self.attention_slicing and hasattr(pipe, "enable_attention_slicing"):
+            pipe.enable_attention_slicing()
+        vae = getattr(pipe, "vae", None)
+        if vae is not None and self.dtype == "fp16":
+            # The SD/SDXL VAEs overflow in fp16 and decode to black or NaN images; fp32 costs little.
+            vae.to(dtype=self.torch_dtype_for_vae)
+        return pipe
+
+    @property
+    def torch_dtype_for_vae(self) -> torch.dtype:
+        import torch
+
+        return torch.float32 if self.dtype == "fp16" else self.torch_dtype
+
+    def generator(self, seed: int) -> torch.Generator:
+        import torch
+
+        return torch.Generator("cpu").manual_seed(int(seed))
+
+    def randn(self, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+        """Standard normal noise drawn on the CPU from `seed`, then moved to the device (fp32)."""
+        import torch
+
+        noise = torch.randn(shape, generator=self.generator(seed), dtype=torch.float32)
+        return noise.to(self.device)
+
+    def synchronize(self) -> None:
+        import torch
+
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize(self.torch_device)
+        elif self.device == "mps":
+            torch.mps.synchronize()
+
+    def reset_peak_memory(self) -> None:
+        import torch
+
+        if self.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats(self.torch_device)
+
+    def peak_memory_bytes(self) -> int | None:
+        """Peak GPU memory allocated by torch since the last reset; None off CUDA."""
+        import torch
+
+        if self.device.startswith("cuda"):
+            return int(torch.cuda.max_memory_allocated(self.torch_device))
+        return None
+
+    @contextmanager
+    def timed(self) -> Iterator[dict[str, float]]:
+        """Wall time of a block, synchronised with the device so GPU work is counted."""
+        out: dict[str, float] = {}
+        self.synchronize()
+        start = time.perf_counter()
+        try:
+            yield out
+        finally:
+            self.synchronize()
+            out["seconds"] = time.perf_counter() - start

@@ -1,0 +1,38 @@
+"""Test-wide setup: offline, and one throwaway cache for the embedded backbones per session."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Set before anything imports huggingface_hub: tests must never reach the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("RARE_CACHE_DIR", tempfile.mkdtemp(prefix="rare-test-cache-"))
+os.environ["RARE_CONFIG"] = os.path.join(os.environ["RARE_CACHE_DIR"], "no-config.yaml")
+os.environ.pop("RARE_DEBUG", None)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def rare_cmd() -> list[str]:
+    """The installed `rare` entry point of this interpreter's environment."""
+    exe = Path(sys.executable).parent / "rare"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "rarecli"]
+
+
+@pytest.fixture
+def cpu():
+    from rarecli.runtime.device import DeviceManager
+
+    return DeviceManager("cpu", "fp32")
+
+
+@pytest.fixture
+def tiny_sd(cpu):
+    from rarecli.backbones.loading import load_pipeline
+
+    return load_pipeline("tiny-sd", cpu)

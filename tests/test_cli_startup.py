@@ -1,0 +1,48 @@
+"""`rare --help` must stay instant: no command's help may import torch or another heavy library."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ["torch", "diffusers", "transformers", "openai", "llama_cpp", "accelerate", "open_clip", "safetensors"]
+COMMANDS = [
+    [],
+    ["seedselect"],
+    ["interpolate"],
+    ["centroid"],
+    ["r2f"],
+    ["r2f", "plan"],
+    ["r2f", "generate"],
+    ["bench"],
+    ["bench", "rarebench"],
+    ["bench", "report"],
+    ["models"],
+    ["env"],
+]
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a) or "rare")
+def test_help_imports_nothing_heavy(args):
+    probe = (
+        "import sys, json\n"
+        "from rarecli.cli.app import run\n"
+        f"code = run({args + ['--help']!r})\n"
+        f"print(json.dumps([code, [m for m in {HEAVY!r} if m in sys.modules]]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    code, heavy = json.loads(out.stdout.strip().splitlines()[-1])
+    assert code == 0
+    assert heavy == [], f"`rare {' '.join(args)} --help` imported {heavy}"
+    assert "Usage" in out.stdout
+
+
+def test_version():
+    from tests.conftest import rare_cmd
+
+    out = subprocess.run(rare_cmd() + ["--version"], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert out.stdout.startswith("rare ")
