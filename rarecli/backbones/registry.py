@@ -26,6 +26,9 @@ class Embedded:
     build: Callable[[], Any] | None = None
     # Backbones that ship prebuilt weights inside the package instead of a recipe.
     packaged: Path | None = None
+    # The embedded CLIP that goes with a pipeline (SeedSelect's `--clip-model auto`): a random-weight
+    # backbone is only meaningful with a CLIP from the same world, and it keeps the command offline.
+    clip: str | None = None
 
     @property
     def folder(self) -> Path:
@@ -58,6 +61,7 @@ EMBEDDED: dict[str, Embedded] = {
             "StableDiffusionPipeline",
             "random-weight SD2.1-shaped pipeline, 64x64, DDIM (CPU, seconds)",
             _recipe("tiny-sd"),
+            clip="tiny-clip",
         ),
         Embedded(
             "tiny-sdxl",

@@ -58,7 +58,7 @@ def seedselect(
         typer.Option(
             "--iters",
             min=1,
-            help="Optimisation iterations [default: 30 for seedselect, 5 per refinement for nao-seedselect].",
+            help="Optimisation iterations. Default: 30 for seedselect, 5 per refinement for nao-seedselect.",
             rich_help_panel=_OPT,
         ),
     ] = None,
@@ -67,7 +67,7 @@ def seedselect(
         typer.Option(
             "--lr",
             min=0.0,
-            help="Learning rate, divided by 10 from the 4th iteration [default: 0.1, or 0.05 for nao-seedselect].",
+            help="Learning rate, divided by 10 from the 4th iteration. Default: 0.1, or 0.05 for nao-seedselect.",
             rich_help_panel=_OPT,
         ),
     ] = None,
@@ -85,7 +85,7 @@ def seedselect(
         typer.Option(
             "--guidance",
             min=0.0,
-            help="Classifier-free guidance [default: 7.5 for seedselect, 1 for nao-seedselect].",
+            help="Classifier-free guidance. Default: 7.5 for seedselect, 1 for nao-seedselect.",
             rich_help_panel=_OPT,
         ),
     ] = None,
@@ -102,28 +102,75 @@ def seedselect(
         typer.Option(
             "--patience",
             min=1,
-            help="Stop early after this many iterations without a lower loss.",
+            help="Stop early after this many iterations without a lower loss (relative 1e-4).",
             rich_help_panel=_OPT,
         ),
     ] = 8,
+    weight_decay: Annotated[
+        float,
+        typer.Option(
+            "--weight-decay",
+            min=0.0,
+            help="AdamW weight decay. 0 by default: decay shrinks the seed's norm off the Gaussian shell the model "
+            "was trained on (the authors' code leaves AdamW's 0.01).",
+            rich_help_panel=_OPT,
+        ),
+    ] = 0.0,
+    checkpointing: Annotated[
+        bool,
+        typer.Option(
+            "--checkpointing/--no-checkpointing",
+            help="Recompute each denoising step in the backward pass, so memory does not grow with --inner-steps. "
+            "Off: somewhat faster, memory grows linearly with the steps.",
+            rich_help_panel=_OPT,
+        ),
+    ] = True,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help="Images optimised together (default: up to 4). Halved automatically when the GPU runs out of memory.",
+            rich_help_panel=_OPT,
+        ),
+    ] = None,
+    inversion_steps: Annotated[
+        int,
+        typer.Option(
+            "--inversion-steps",
+            min=1,
+            help="nao-seedselect: DDIM inversion steps for the references (cached under the rare cache dir).",
+            rich_help_panel=_OPT,
+        ),
+    ] = 50,
     clip_model: Annotated[
         str,
         typer.Option(
             "--clip-model",
-            help="CLIP for the semantic loss: an open_clip "
-            "architecture name, a Hugging Face CLIP id or local folder, or an "
-            "embedded one (tiny-clip).",
+            help="CLIP for the semantic loss. auto: the model's companion CLIP: an embedded backbone's own "
+            "(tiny-sd -> tiny-clip), otherwise the paper's ViT-H-14 / laion2b_s32b_b79k (loaded through its "
+            "transformers twin laion/CLIP-ViT-H-14-laion2B-s32B-b79K). Or an open_clip architecture name with "
+            "--clip-pretrained, a Hugging Face CLIP id or local folder, or tiny-clip.",
             rich_help_panel=_OPT,
         ),
-    ] = "ViT-H-14",
+    ] = "auto",
     clip_pretrained: Annotated[
         str | None,
-        typer.Option("--clip-pretrained", help="open_clip pretrained tag for --clip-model.", rich_help_panel=_OPT),
+        typer.Option(
+            "--clip-pretrained",
+            help="open_clip pretrained tag for an open_clip --clip-model name (ignored for Hub ids and folders).",
+            rich_help_panel=_OPT,
+        ),
     ] = "laion2b_s32b_b79k",
     num_images: Annotated[
         int,
         typer.Option(
-            "--num-images", "-n", min=1, help="Images to produce, each from its own bootstrap subset of the references."
+            "--num-images",
+            "-n",
+            min=1,
+            help="Images to produce. seedselect: one optimisation each, the first against all references, the "
+            "others against bootstrap resamples of them (seeds --seed, --seed+1, ...). nao-seedselect: the first "
+            "from the NAO centroid, the others from points on the NAO paths.",
         ),
     ] = 1,
     seed: Seed = 0,
@@ -137,9 +184,10 @@ def seedselect(
 ) -> None:
     """Optimise the initial noise seed so the generated image matches a few reference images.
 
-    SeedSelect (Samuel et al., AAAI 2024) with the NAO initialisation (NeurIPS 2023). Writes the
-    optimised seed (.safetensors), the images (PNG with settings embedded) and run.json with the loss
-    curve; prints the image paths.
+    SeedSelect (Samuel et al., AAAI 2024, arXiv 2304.14530) with the NAO initialisation (NeurIPS 2023,
+    arXiv 2306.08687). Writes, per image, the optimised seed (.safetensors), the PNG rendered from it
+    (settings embedded) and <stem>.run.json (loss curve, seconds per iteration, peak memory); prints
+    the image paths. Ctrl-C stops the optimisation, writes the best seeds found so far and exits 130.
     """
     from rarecli.cli._output import emit_json, emit_paths
     from rarecli.log import set_quiet
@@ -154,14 +202,28 @@ def seedselect(
         method=method.value,
         model=model,
         revision=revision,
+        iters=iters,
+        lr=lr,
         inner_steps=inner_steps,
         guidance=guidance,
+        semantic_weight=semantic_weight,
+        appearance_weight=appearance_weight,
+        weight_decay=weight_decay,
+        patience=patience,
+        clip_model=clip_model,
+        clip_pretrained=clip_pretrained,
         num_images=num_images,
+        batch_size=batch_size,
         seed=seed,
         out=out,
+        checkpointing=checkpointing,
+        inversion_steps=inversion_steps,
     )
     result = run(config, manager)
     if json_out:
         emit_json(result.to_json())
     else:
         emit_paths(result.images)
+    if result.interrupted:
+        # What was found before Ctrl-C is written and printed; now exit 130 like any interruption.
+        raise KeyboardInterrupt

@@ -1,0 +1,219 @@
+"""SeedSelect's objective and its optimiser: gradients through the denoising loop into the seed only.
+
+Samuel, Ben-Ari, Raviv, Darshan, Chechik, "Generating images of rare concepts using pre-trained
+diffusion models", AAAI 2024 (arXiv 2304.14530); the short refinements of NAO-SeedSelect are from
+Samuel, Ben-Ari, Darshan, Chechik, "Norm-guided latent space exploration for text-to-image
+generation", NeurIPS 2023 (arXiv 2306.08687).
+
+Loss of a seed z (per image of a batch; the batch loss is the sum, so every seed gets exactly the
+gradient of its own loss and a batch optimises its seeds independently):
+
+    semantic   = sum_j w_j * (1 - cos(CLIP(decode(x_j)), c))   over the last three inner steps j,
+                 w = (0.05, 0.25, 0.7), c = the normalised mean of the references' CLIP embeddings
+    appearance = mean((x_final - m)^2),  m = the mean of the references' VAE latents
+    total      = 10 * semantic + 1 * appearance
+
+With fewer than three inner steps, the last weights are used and renormalised to sum to 1.
+
+Optimiser: AdamW, lr 0.1 divided by 10 from the 4th iteration (the authors' schedule), but weight
+decay 0 by default: AdamW's decoupled decay multiplies the seed by (1 - lr * wd) every step, pulling
+its norm off the Gaussian shell the diffusion model was trained on (the authors' 0.01 is AdamW's
+default, not a choice). The best seed seen (lowest total loss, per image) is kept, training stops early
+after `patience` iterations without a relative improvement of 1e-4 on any image, and Ctrl-C stops the
+loop and keeps the best seeds found so far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from rarecli.backbones.clip import ClipEncoder
+    from rarecli.backbones.loading import LoadedPipeline
+    from rarecli.methods.ddim import DdimSchedule, TextConditioning
+
+SEMANTIC_STEP_WEIGHTS = (0.05, 0.25, 0.7)
+LR_DROP_AT = 3  # 0-based: the 4th iteration onwards runs at lr / 10
+PLATEAU_RTOL = 1e-4
+
+
+def semantic_weights(inner_steps: int) -> tuple[float, ...]:
+    w = SEMANTIC_STEP_WEIGHTS[-min(len(SEMANTIC_STEP_WEIGHTS), inner_steps) :]
+    s = sum(w)
+    return tuple(x / s for x in w)
+
+
+@dataclass
+class LossTerms:
+    total: torch.Tensor  # (B,)
+    semantic: torch.Tensor  # (B,)
+    appearance: torch.Tensor  # (B,)
+    final: torch.Tensor  # (B, C, h, w) the last latent of the trajectory
+
+
+@dataclass
+class Objective:
+    """SeedSelect's loss for a batch of seeds against per-image reference targets."""
+
+    loaded: LoadedPipeline
+    clip: ClipEncoder
+    text: TextConditioning
+    schedule: DdimSchedule
+    clip_targets: torch.Tensor  # (B, D) normalised CLIP centroids
+    latent_targets: torch.Tensor  # (B, C, h, w) mean reference latents
+    semantic_weight: float = 10.0
+    appearance_weight: float = 1.0
+    checkpoint: bool = True
+
+    def semantic(self, latents: torch.Tensor, clip_targets: torch.Tensor) -> torch.Tensor:
+        """1 - cosine between the decoded latents' CLIP embeddings and the targets, per image."""
+        from rarecli.methods.ddim import decode
+
+        embedding = self.clip.encode(decode(self.loaded, latents))
+        return 1.0 - (embedding * clip_targets).sum(-1)
+
+    def __call__(self, seeds: torch.Tensor) -> LossTerms:
+        import torch
+
+        from rarecli.methods.ddim import checkpointed, trajectory
+
+        n = len(self.schedule)
+        weights = semantic_weights(n)
+        first = n - len(weights)
+        semantic_at = checkpointed(self.semantic, self.checkpoint)
+        semantic = torch.zeros(seeds.shape[0], device=seeds.device)
+        x = seeds
+        for i, x in trajectory(self.loaded, seeds, self.text, self.schedule, checkpoint=self.checkpoint):
+            if i >= first:
+                semantic = semantic + weights[i - first] * semantic_at(x, self.clip_targets)
+        appearance = ((x - self.latent_targets) ** 2).mean(dim=tuple(range(1, x.dim())))
+        total = self.semantic_weight * semantic + self.appearance_weight * appearance
+        return LossTerms(total, semantic, appearance, x)
+
+
+@dataclass
+class OptimResult:
+    best_seeds: torch.Tensor  # (B, C, h, w) on the CPU, fp32
+    best: list[dict[str, float]]  # per image: iteration, total, semantic, appearance
+    initial: list[dict[str, float]]  # per image: the loss of the starting seed
+    curve: list[list[dict[str, float]]]  # per image, per iteration: total, semantic, appearance, lr
+    iteration_seconds: list[float]
+    peak_memory: dict[str, Any]
+    interrupted: bool = False
+    stopped_early: bool = False
+    iterations: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds_per_iteration(self) -> float | None:
+        s = self.iteration_seconds
+        return sum(s) / len(s) if s else None
+
+
+def peak_memory(manager: Any) -> dict[str, Any]:
+    """Peak GPU memory allocated by torch on CUDA; on the CPU the process's peak resident set size
+    (a high-water mark of the whole process since it started, models included)."""
+    peak = manager.peak_memory_bytes()
+    if peak is not None:
+        return {"kind": "cuda_max_allocated", "bytes": peak}
+    try:
+        import resource
+        import sys
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return {"kind": "process_peak_rss", "bytes": int(rss if sys.platform == "darwin" else rss * 1024)}
+    except (ImportError, OSError):
+        return {"kind": "unavailable", "bytes": None}
+
+
+def optimise(
+    objective: Objective,
+    init: torch.Tensor,
+    *,
+    iters: int,
+    lr: float,
+    weight_decay: float = 0.0,
+    patience: int | None = None,
+    on_iteration: Callable[[int, LossTerms, float], None] | None = None,
+) -> OptimResult:
+    """Optimise the seeds `init` (B, C, h, w) with AdamW; return the best seed of each image.
+
+    Ctrl-C (KeyboardInterrupt) stops the loop: the best seeds so far are returned with
+    `interrupted=True`, unless no iteration has finished yet (then it propagates).
+    """
+    import torch
+
+    loaded = objective.loaded
+    manager = loaded.manager
+    seed = torch.nn.Parameter(init.detach().to(manager.device, torch.float32).clone())
+    opt = torch.optim.AdamW([seed], lr=lr, weight_decay=weight_decay)
+    # fp16 gradients through 20 UNet steps can underflow; bf16 and fp32 need no scaling.
+    scaler = torch.amp.GradScaler("cuda", enabled=manager.device.startswith("cuda") and manager.dtype == "fp16")
+    b = init.shape[0]
+    best_total = [float("inf")] * b
+    best_seeds = init.detach().to("cpu", torch.float32).clone()
+    best: list[dict[str, float]] = [{} for _ in range(b)]
+    initial: list[dict[str, float]] = []
+    curve: list[list[dict[str, float]]] = [[] for _ in range(b)]
+    seconds: list[float] = []
+    stale = 0
+    interrupted = stopped = False
+    done = 0
+    manager.reset_peak_memory()
+    try:
+        for it in range(iters):
+            current_lr = lr / 10 if it >= LR_DROP_AT else lr
+            for group in opt.param_groups:
+                group["lr"] = current_lr
+            with manager.timed() as timing:
+                opt.zero_grad(set_to_none=True)
+                terms = objective(seed)
+                scaler.scale(terms.total.sum()).backward()
+                evaluated = seed.detach().to("cpu", torch.float32).clone()  # the seeds these losses belong to
+                scaler.step(opt)
+                scaler.update()
+            seconds.append(timing["seconds"])
+            improved = False
+            total, semantic, appearance = (t.detach().cpu() for t in (terms.total, terms.semantic, terms.appearance))
+            for j in range(b):
+                row = {
+                    "total": float(total[j]),
+                    "semantic": float(semantic[j]),
+                    "appearance": float(appearance[j]),
+                    "lr": current_lr,
+                }
+                curve[j].append(row)
+                if it == 0:
+                    initial.append({k: row[k] for k in ("total", "semantic", "appearance")})
+                if row["total"] < best_total[j] - PLATEAU_RTOL * abs(best_total[j]) or best_total[j] == float("inf"):
+                    improved = True
+                if row["total"] < best_total[j]:
+                    best_total[j] = row["total"]
+                    best_seeds[j] = evaluated[j]
+                    best[j] = {"iteration": it, **{k: row[k] for k in ("total", "semantic", "appearance")}}
+            done = it + 1
+            if on_iteration is not None:
+                on_iteration(it, terms, timing["seconds"])
+            stale = 0 if improved else stale + 1
+            if patience is not None and stale >= patience and done < iters:
+                stopped = True
+                break
+    except KeyboardInterrupt:
+        if done == 0:
+            raise
+        interrupted = True
+    return OptimResult(
+        best_seeds=best_seeds,
+        best=best,
+        initial=initial,
+        curve=curve,
+        iteration_seconds=seconds,
+        peak_memory=peak_memory(manager),
+        interrupted=interrupted,
+        stopped_early=stopped,
+        iterations=done,
+    )
