@@ -63,7 +63,10 @@ def load_references(folder: Path | None) -> list[Reference]:
             hint="pass a folder with a few images of the concept, e.g. --refs refs/",
         )
     hint = "put a few PNG or JPEG images of the concept in the folder"
-    images, skipped = read_image_folder(Path(folder))
+    try:
+        images, skipped = read_image_folder(Path(folder))
+    except InputError as exc:
+        raise InputError(exc.message, hint=exc.hint or "--refs takes a folder of images of the concept") from exc
     if not images:
         if not skipped:
             raise InputError(f"the reference folder is empty: {folder}", hint=hint)

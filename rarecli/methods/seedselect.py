@@ -361,9 +361,10 @@ class _RunContext:
         """Optimise one batch of images together and write them; True when Ctrl-C stopped it."""
         import torch
 
-        from rarecli.log import progress
+        from rarecli.log import info, progress, progress_enabled
         from rarecli.methods.seedopt import Objective, optimise
 
+        bars = progress_enabled()
         device = self.loaded.manager.device
         objective = Objective(
             self.loaded,
@@ -383,8 +384,10 @@ class _RunContext:
         with progress(label, total=iters, status="") as bar:
 
             def report(it: int, terms: Any, seconds: float) -> None:
-                total = terms.total.detach()
-                bar.advance(status=f"loss {float(total.mean()):.4f}  {seconds:.2f}s/it")
+                status = f"loss {float(terms.total.detach().mean()):.4f}  {seconds:.2f}s/it"
+                bar.advance(status=status)
+                if not bars:  # logs and CI: one line per iteration instead of a bar
+                    info(f"{label}: iteration {it + 1}/{iters} {status}")
 
             out = optimise(
                 objective,
