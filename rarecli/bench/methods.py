@@ -57,8 +57,12 @@ def build(name: str, context: MethodContext) -> Generate:
 
 
 def factory(name: str) -> Factory:
+    """The factory of `name`; fails at once (before any work) for unknown or not-yet-wired methods."""
     if name not in METHODS:
         raise InputError(f"unknown method {name!r} for RareBench", hint="choose from: " + ", ".join(METHODS))
+    pending = getattr(METHODS[name], "not_yet", None)
+    if pending is not None:
+        raise NotImplementedYet(*pending)
     return METHODS[name]
 
 
@@ -88,9 +92,12 @@ def _sd(context: MethodContext) -> Generate:
 
 
 def _not_yet(method: str, issue: str) -> Factory:
-    def unavailable(context: MethodContext) -> Generate:
-        raise NotImplementedYet(f"bench rarebench --method {method}", issue)
+    command = f"bench rarebench --method {method}"
 
+    def unavailable(context: MethodContext) -> Generate:
+        raise NotImplementedYet(command, issue)
+
+    unavailable.not_yet = (command, issue)  # type: ignore[attr-defined]
     return unavailable
 
 
