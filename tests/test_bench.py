@@ -157,8 +157,10 @@ def test_killed_run_resumes_to_the_same_summary(reference, data, tmp_path):
     assert child.returncode == -signal.SIGKILL
     assert not (out / "summary.json").exists()
     assert len(items(out)) < 6  # killed half-way: not every item has its result
+    drawn = {p: p.stat().st_mtime_ns for p in out.glob("images/*/*.png")}
     assert run(bench_args(out, data, "--quiet")) == 0
     assert_same_results(out, reference)
+    assert {p: p.stat().st_mtime_ns for p in drawn} == drawn  # images made before the kill were kept
 
 
 def _free_port() -> int:
@@ -299,6 +301,28 @@ def test_gpt4o_judge_end_to_end(data, tmp_path, monkeypatch, capsys):
     for folder in (tmp_path / "a", tmp_path / "b", cache):
         for path in folder.rglob("*"):
             assert not path.is_file() or key.encode() not in path.read_bytes(), path
+
+
+def test_gpt4o_without_a_key_fails_before_any_work(data, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    args = [a for a in bench_args(tmp_path / "nokey", data) if a not in ("tiny-clip", "--judge-model")]
+    args[args.index("clipscore")] = "gpt-4o"
+    assert run(args) == 1
+    err = capsys.readouterr().err
+    assert "Error: the gpt-4o judge needs OPENAI_API_KEY" in err and "--judge clipscore" in err
+    assert not (tmp_path / "nokey").exists()
+
+
+@pytest.mark.parametrize("model", ["tiny-sdxl", "tiny-sd3"])
+def test_sd_method_draws_with_every_pipeline_family(model, cpu):
+    from rarecli.bench import methods
+
+    generate = methods.build("sd", methods.MethodContext(model, None, cpu, steps=1))
+    made = generate("a frog with fur", 3)
+    assert made.image.size == (64, 64)
+    assert made.settings["steps"] == 1 and made.settings["family"].startswith("StableDiffusion")
+    assert made.model_meta["model"] == model
 
 
 def test_methods_not_yet_wired_fail_before_any_work(data, tmp_path, capsys):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rarecli.bench.definition import Definition, load_definition
-from rarecli.errors import InputError
+from rarecli.errors import InputError, RareError
 
 SUMMARY_SCHEMA = 1
 
@@ -103,7 +103,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def write_summary(run_dir: Path, definition: Definition | None = None) -> tuple[Path, dict[str, Any]]:
+def write_summary(run_dir: Path) -> tuple[Path, dict[str, Any]]:
     """Merge the run's items into RUN_DIR/summary.json (replacing an older one); return path and summary."""
     from rarecli.io.atomic import write_text_replace
 
@@ -192,7 +192,13 @@ def plot(
     """A grouped bar chart (a bar per run, and per paper anchor) over categories and overall; a new PNG."""
     import io
 
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise RareError(
+            "--plot needs matplotlib, which is not installed",
+            hint='pip install "rarecli[bench]" (or matplotlib), or leave out --plot',
+        ) from exc
 
     matplotlib.use("Agg")  # no display; also keeps it working in a headless job
     import matplotlib.pyplot as plt
@@ -253,7 +259,7 @@ def report_runs(run_dirs: list[Path], plot_path: Path | None = None, with_anchor
     definition = load_definition()
     paths, summaries = [], []
     for run_dir in run_dirs:
-        path, summary = write_summary(Path(run_dir), definition)
+        path, summary = write_summary(Path(run_dir))
         paths.append(path)
         summaries.append(summary)
     anchors = anchor_table(definition) if with_anchors else None

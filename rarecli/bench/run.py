@@ -264,6 +264,10 @@ def run_benchmark(config: RunConfig) -> RunResult:
     if config.images_per_prompt < 1 or (config.limit is not None and config.limit < 1):
         raise InputError("--images-per-prompt and --limit must be at least 1")
     run_dir = Path(config.out)
+    # A judge that cannot work (no API key) must fail before the run folder or hours of generation.
+    judge = None
+    if config.judge == "gpt-4o":
+        judge = judges_mod.build(config.judge, config.judge_model, definition, base_url=config.base_url)
     state, device = _distributed(config.device)
     manager = DeviceManager(device, config.dtype, offload=config.offload)
 
@@ -317,11 +321,6 @@ def run_benchmark(config: RunConfig) -> RunResult:
     if result.skipped:
         info(f"Resuming: {result.skipped} of {len(mine)} items already have a result")
     provenance_base = {"process_index": state.process_index, "num_processes": state.num_processes, "device": device}
-
-    # A judge that cannot work (no API key) must fail before hours of generation, not after.
-    judge = None
-    if config.judge == "gpt-4o" and todo:
-        judge = judges_mod.build(config.judge, config.judge_model, definition, base_url=config.base_url)
 
     # Phase 1: draw every missing image.
     to_draw = [item for item in todo if not item.image_path(run_dir, config.method).is_file()]
@@ -420,7 +419,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
     if state.is_main_process:
         from rarecli.bench.report import print_table, write_summary
 
-        result.summary_path, result.summary = write_summary(run_dir, definition)
+        result.summary_path, result.summary = write_summary(run_dir)
         print_table([result.summary], None, definition)
     return result
 
