@@ -297,6 +297,7 @@ def test_gpt4o_judge_end_to_end(data, tmp_path, monkeypatch, capsys):
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["identity"]["judge"]["model"] == "gpt-4o-2024-05-13"
     assert len(config["identity"]["judge"]["rubric_sha256"]) == 64
+    assert config["judge_base_url"] == url
     cache = Path(os.environ["RARE_CACHE_DIR"]) / "judge-cache"
     for folder in (tmp_path / "a", tmp_path / "b", cache):
         for path in folder.rglob("*"):

@@ -81,7 +81,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
     return {
         "schema": SUMMARY_SCHEMA,
         "run_dir": str(run_dir),
-        "label": f"{method['name']} {method['model']} ({identity['judge']['name']})",
+        "label": f"{method['name']} {Path(str(method['model'])).name} ({identity['judge']['model']})",
         "method": method,
         "judge": identity["judge"],
         "images_per_prompt": k,

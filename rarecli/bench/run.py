@@ -205,6 +205,19 @@ def _check_config(run_dir: Path, document: dict[str, Any], force: bool, write: b
         _check_config(run_dir, document, force=False, write=False)  # another run created it just now
 
 
+def _without_credentials(url: str | None) -> str | None:
+    """A URL as it may be recorded: user:password@ dropped (config.json is shared with results)."""
+    if not url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # IPv6 literal
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc)) if parts.netloc else url
+
+
 def _distributed(device: str) -> tuple[Any, str]:
     """accelerate's PartialState, and this process's device (cuda:<local rank> under a multi-GPU launch)."""
     import torch
@@ -277,7 +290,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
             "schema": SCHEMA,
             "identity": _identity(config, definition, files, manager.dtype),
             "prompts": provenance(definition, files, config.data),
-            "judge_base_url": config.base_url,
+            "judge_base_url": _without_credentials(config.base_url) if config.judge == "gpt-4o" else None,
             "rare_version": __version__,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
