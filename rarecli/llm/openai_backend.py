@@ -169,24 +169,22 @@ class OpenAIBackend:
                     raise _FormatRejected(self._scrub(_first_line(exc))) from None
                 if not isinstance(exc, openai.InternalServerError) or attempt == self.max_retries:
                     raise self._error(exc) from None
-                wait = self._wait(attempt, exc)
+                failure = exc
             except (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError) as exc:
                 if attempt == self.max_retries:
                     raise self._error(exc) from None
-                wait = self._wait(attempt, exc)
+                failure = exc
             except openai.APIStatusError as exc:
-                if exc.status_code >= 500 and attempt < self.max_retries:
-                    wait = self._wait(attempt, exc)
-                else:
+                if exc.status_code < 500 or attempt == self.max_retries:
                     raise self._error(exc) from None
+                failure = exc
             else:
                 choice = response.choices[0]
                 if getattr(choice.message, "refusal", None):
                     return ""  # a refusal is an invalid answer; the planner asks again
                 return choice.message.content or ""
-            log.info(
-                f"{self.model}: {_describe(exc)}; retrying in {wait:.1f} s ({attempt + 1}/{self.max_retries})"
-            )
+            wait = self._wait(attempt, failure)
+            log.info(f"{self.model}: {_describe(failure)}; retrying in {wait:.1f} s ({attempt + 1}/{self.max_retries})")
             time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -207,9 +205,7 @@ class OpenAIBackend:
         where = self.base_url or "the OpenAI API"
         detail = self._scrub(_first_line(exc))
         if isinstance(exc, openai.AuthenticationError):
-            return RareError(
-                f"{where} rejected the API key (401)", hint="check OPENAI_API_KEY (rare never prints it)"
-            )
+            return RareError(f"{where} rejected the API key (401)", hint="check OPENAI_API_KEY (rare never prints it)")
         if isinstance(exc, openai.PermissionDeniedError):
             return RareError(f"{where} denied access to {self.model_name} (403)", hint="check your plan and key")
         if isinstance(exc, openai.NotFoundError):

@@ -83,17 +83,19 @@ def _encode(loaded: LoadedPipeline, prompt: str, negative: str | None, cfg: bool
 
 def encode_schedule(
     loaded: LoadedPipeline, schedule: Schedule, guidance: float, negative: str | None = None
-) -> list[Conditioning]:
-    """Embeddings for each prompt of the chain; identical prompt texts are encoded once and shared."""
+) -> list[Conditioning | None]:
+    """Embeddings for each prompt of the chain that some step uses (None for the others, e.g. the
+    all-frequent prompt when a level-0 concept is restored before step 0); identical texts share one."""
     import torch
 
     cfg = guidance > 1.0
+    used = set(schedule.indices)
     by_text: dict[str, Conditioning] = {}
     with torch.inference_mode():
-        for text in schedule.prompts:
-            if text not in by_text:
+        for i, text in enumerate(schedule.prompts):
+            if i in used and text not in by_text:
                 by_text[text] = _encode(loaded, text, negative, cfg)
-    return [by_text[text] for text in schedule.prompts]
+    return [by_text.get(text) if i in used else None for i, text in enumerate(schedule.prompts)]
 
 
 def sampler_name(loaded: LoadedPipeline) -> str:
@@ -122,7 +124,7 @@ def paper_scheduler(loaded: LoadedPipeline) -> Iterator[None]:
 def sample_r2f(
     loaded: LoadedPipeline,
     schedule: Schedule,
-    conds: list[Conditioning],
+    conds: list[Conditioning | None],
     noise: torch.Tensor,
     guidance: float,
     on_step: Callable[[int], None] | None = None,

@@ -54,8 +54,9 @@ def family_key(family: str) -> str:
 def stop_step(level: int, steps: int, family: str) -> int:
     """The step at which a concept of `level` stops being guided by its stand-in.
 
-    The 50-step table is scaled by steps/50 and rounded half up; a level >= 1 keeps at least one step
-    so that a short schedule does not silently lose the concept's guidance (50 steps are unaffected).
+    The 50-step table is scaled by steps/50 and rounded half up. A level >= 1 keeps at least one step,
+    so a short schedule does not silently lose the concept's guidance, and the last step always belongs
+    to the rare prompt, as at 50 steps where at least 10 do (50 steps are unaffected by either bound).
     """
     table = LEVEL_STOPS[family_key(family)]
     if not 0 <= level < len(table):
@@ -65,7 +66,7 @@ def stop_step(level: int, steps: int, family: str) -> int:
     scaled = (table[level] * steps * 2 + REFERENCE_STEPS) // (2 * REFERENCE_STEPS)  # round half up, exact
     if level > 0:
         scaled = max(1, scaled)
-    return min(steps, scaled)
+    return min(steps - 1, scaled)
 
 
 def ordered_concepts(plan: Plan) -> list[Concept]:
