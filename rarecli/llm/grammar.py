@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 from rarecli.errors import RareError
+from rarecli.llm.schema import NO_CONTROL
 
 # Enough for pretty-printed JSON a few levels deep, small enough that a model cannot stall on blanks.
 WS_MAX = 12
@@ -86,6 +87,8 @@ class _Builder:
                 body = f'"[" ws ( {item} ws {rest} )? "]"'
             return self.add(name, body)
         if kind == "string":
+            if schema.get("pattern") not in (None, NO_CONTROL):
+                raise RareError(f"grammar: string pattern at {name} is not supported (only no-control-characters)")
             lo, hi = int(schema.get("minLength", 0)), schema.get("maxLength")
             if hi is None:
                 raise RareError(f"grammar: string {name} needs maxLength")

@@ -11,8 +11,8 @@ Two schemas live here:
 - `PLAN_SCHEMA`: the plan document that `rare r2f plan` prints and `rare r2f generate` reads, which adds
   the prompt, the schema id/version and an audit record of the LLM call.
 
-The validator covers exactly the JSON-schema subset these use (object, array, string, integer, enum and
-their bounds), so neither a jsonschema dependency nor a looser reading is needed.
+The validator covers exactly the JSON-schema subset these use (object, array, string, integer, enum, their
+bounds and a string pattern), so neither a jsonschema dependency nor a looser reading is needed.
 """
 
 from __future__ import annotations
@@ -33,18 +33,20 @@ MAX_PHRASE_CHARS = 80
 MAX_SPAN_WORDS = 6
 MAX_SPANS = 400
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Phrases end up in text-encoder prompts and file names: no control characters (JSON-schema `pattern`).
+NO_CONTROL = "^[^\\x00-\\x1f\\x7f]*$"
 _WORD = re.compile(r"[\w'’-]+", re.UNICODE)
 
 
 def _concept_schema(spans: list[str] | None) -> dict[str, Any]:
-    rare: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_PHRASE_CHARS}
+    rare: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_PHRASE_CHARS, "pattern": NO_CONTROL}
     if spans:
         rare = {"type": "string", "enum": list(spans)}
     return {
         "type": "object",
         "properties": {
             "rare": rare,
-            "frequent": {"type": "string", "minLength": 1, "maxLength": MAX_PHRASE_CHARS},
+            "frequent": {"type": "string", "minLength": 1, "maxLength": MAX_PHRASE_CHARS, "pattern": NO_CONTROL},
             "level": {"type": "integer", "minimum": 0, "maximum": MAX_LEVEL},
         },
         "required": ["rare", "frequent", "level"],
@@ -74,7 +76,7 @@ PLAN_SCHEMA: dict[str, Any] = {
     "properties": {
         "schema": {"type": "string", "enum": [SCHEMA_ID]},
         "version": {"type": "integer", "minimum": 1, "maximum": SCHEMA_VERSION},
-        "prompt": {"type": "string", "minLength": 1, "maxLength": 2000},
+        "prompt": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": NO_CONTROL},
         "concepts": response_schema()["properties"]["concepts"],
         "llm": {
             "type": "object",
@@ -130,8 +132,12 @@ def validate(instance: Any, schema: dict[str, Any], path: str = "$") -> list[str
             errors.append(f"{path}: empty string")
         if "maxLength" in schema and len(instance) > schema["maxLength"]:
             errors.append(f"{path}: longer than {schema['maxLength']} characters")
-        if _CONTROL.search(instance):
-            errors.append(f"{path}: contains control characters")
+        if "pattern" in schema and not re.search(schema["pattern"], instance):
+            errors.append(
+                f"{path}: contains control characters"
+                if _CONTROL.search(instance)
+                else f"{path}: does not match {schema['pattern']}"
+            )
     elif kind == "integer":
         if isinstance(instance, bool) or not isinstance(instance, int):
             return [f"{path}: expected an integer, got {instance!r}"]
