@@ -12,13 +12,6 @@ from rarecli.errors import InputError
 from rarecli.llm.schema import Concept, Plan
 from rarecli.methods.r2f.schedule import build_schedule, prompt_chain, step_indices, stop_step
 
-O = "orig"  # marker in expectations below: the original prompt's index is filled in per case
-
-
-def _expand(expected, original_index):
-    return [original_index if e == O else e for e in expected]
-
-
 @pytest.mark.parametrize(
     ("family", "table"),
     [
@@ -103,7 +96,7 @@ def test_level_zero_entry_does_not_stall():
     s = build_schedule(plan, "sd3", 50)
     assert s.stops == (0, 20)
     assert s.prompts[1] == "a red cat with a furry dog"
-    expected = _expand([1 if (t < 20 and t % 2 == 0) else O for t in range(50)], 2)
+    expected = [1 if (t < 20 and t % 2 == 0) else 2 for t in range(50)]
     assert list(s.indices) == expected
     assert 0 not in s.indices  # the prompt with the level-0 stand-in is never used
 
