@@ -12,6 +12,7 @@ from rarecli.errors import InputError
 from rarecli.llm.schema import Concept, Plan
 from rarecli.methods.r2f.schedule import build_schedule, prompt_chain, step_indices, stop_step
 
+
 @pytest.mark.parametrize(
     ("family", "table"),
     [
