@@ -81,6 +81,14 @@ def _encode(loaded: LoadedPipeline, prompt: str, negative: str | None, cfg: bool
     return Conditioning(pos, pooled)
 
 
+def uses_cfg(loaded: LoadedPipeline, guidance: float) -> bool:
+    """Whether the pipeline will run classifier-free guidance, by its own rule (a UNet distilled with a
+    guidance embedding, `time_cond_proj_dim`, never does), so the stacks we build match what it expects."""
+    unet = getattr(loaded.pipe, "unet", None)
+    distilled = unet is not None and getattr(unet.config, "time_cond_proj_dim", None) is not None
+    return guidance > 1.0 and not distilled
+
+
 def encode_schedule(
     loaded: LoadedPipeline, schedule: Schedule, guidance: float, negative: str | None = None
 ) -> list[Conditioning | None]:
@@ -88,7 +96,7 @@ def encode_schedule(
     all-frequent prompt when a level-0 concept is restored before step 0); identical texts share one."""
     import torch
 
-    cfg = guidance > 1.0
+    cfg = uses_cfg(loaded, guidance)
     used = set(schedule.indices)
     by_text: dict[str, Conditioning] = {}
     with torch.inference_mode():
@@ -153,7 +161,7 @@ def sample_r2f(
 
     first = conds[schedule.indices[0]]
     kwargs: dict[str, Any] = {}
-    cfg = guidance > 1.0
+    cfg = uses_cfg(loaded, guidance)
     # The pipeline stacks [negative, positive] itself: hand it the halves of step 0's stack.
     half = (lambda t: t.chunk(2)) if cfg else (lambda t: (None, t))
     neg, pos = half(first.prompt_embeds)
