@@ -40,8 +40,9 @@ def test_unavailable_device_is_a_handled_error():
     assert "Error: --device cuda:3" in out.stderr
 
 
-def test_not_implemented_says_so_clearly():
-    assert run(["bench", "report", "x"]) == 1
+def test_not_implemented_says_so_clearly(tmp_path, capsys):
+    assert run(["bench", "rarebench", "--out", str(tmp_path / "run"), "--method", "r2f"]) == 1
+    assert "is not implemented yet" in capsys.readouterr().err
 
 
 def test_rare_debug_shows_traceback(tmp_path):

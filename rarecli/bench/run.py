@@ -1,0 +1,469 @@
+"""A RareBench run: plan the work items, generate every image, judge them, write the summary.
+
+Layout of RUN_DIR::
+
+    config.json                         the run's configuration (a different one is refused)
+    images/<category>/<name>.png        one PNG per item, with its settings embedded
+    items/<category>/p<PPP>_i<II>.json  one result per item: score, or failure and reason
+    summary.json                        per-category and overall scores (main process, at the end)
+
+A work item is (category, prompt index, image index). Every item's result is written atomically on
+its own, so a killed run loses at most the items in flight, and re-running the same command skips
+what is done (an image already on disk is judged, not drawn again).
+
+Scale: under `accelerate launch` each process takes the items whose index modulo the world size is
+its rank (accelerate's PartialState), writes its own files, and the main process waits for the
+others (wait_for_everyone) before it merges every item file into summary.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rarecli import __version__
+from rarecli.bench import judges as judges_mod
+from rarecli.bench import methods as methods_mod
+from rarecli.bench.dataset import PromptFile, load_prompts, provenance
+from rarecli.bench.definition import Definition, load_definition
+from rarecli.errors import InputError, RareError
+
+SCHEMA = 1
+# The main process waits here for the slowest process: long, since a share of a benchmark can take hours.
+BARRIER_TIMEOUT = datetime.timedelta(hours=24)
+
+
+@dataclass
+class RunConfig:
+    out: Path
+    method: str = "sd"
+    model: str = "stabilityai/stable-diffusion-3-medium-diffusers"
+    revision: str | None = None
+    categories: list[str] | None = None
+    limit: int | None = None
+    images_per_prompt: int = 1
+    judge: str = "gpt-4o"
+    judge_model: str | None = None
+    base_url: str | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int = 0
+    data: Path | None = None
+    force: bool = False
+    retry_failed: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    offload: bool = False
+    definition: Path | None = None  # None: the packaged rarebench/rarebench.yaml (or RARE_RAREBENCH_DEFINITION)
+
+
+@dataclass(frozen=True)
+class Item:
+    category: str
+    prompt_index: int
+    image_index: int
+    images_per_prompt: int
+    prompt: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"p{self.prompt_index:03d}_i{self.image_index:02d}"
+
+    def result_path(self, run_dir: Path) -> Path:
+        return run_dir / "items" / self.category / f"{self.key}.json"
+
+    def image_path(self, run_dir: Path, method: str) -> Path:
+        from rarecli.io.naming import output_name
+
+        index = self.prompt_index * self.images_per_prompt + self.image_index
+        return run_dir / "images" / self.category / output_name(index, self.seed, method, self.prompt)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    process_index: int
+    num_processes: int
+    summary_path: Path | None  # only the main process writes it
+    summary: dict[str, Any] | None
+    generated: int = 0
+    judged: int = 0
+    failed: int = 0
+    skipped: int = 0
+    timing: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_items(files: list[PromptFile], limit: int | None, images_per_prompt: int, seed: int) -> list[Item]:
+    """Every work item in a fixed order (category, prompt, image): the same on every process.
+
+    Seed policy: image k of every prompt uses seed `seed + k`, so methods and prompts share noise.
+    """
+    items = []
+    for f in files:
+        prompts = f.prompts[:limit] if limit else f.prompts
+        for p, prompt in enumerate(prompts):
+            for k in range(images_per_prompt):
+                items.append(Item(f.category.name, p, k, images_per_prompt, prompt, seed + k))
+    return items
+
+
+def seed_policy(seed: int) -> dict[str, Any]:
+    return {"rule": "image k of every prompt uses seed base + k", "base": seed}
+
+
+def _identity(config: RunConfig, definition: Definition, files: list[PromptFile], dtype: str) -> dict[str, Any]:
+    return {
+        "benchmark": {"name": definition.name, "definition_version": definition.version},
+        "prompts_sha256": {f.category.name: f.sha256 for f in files},
+        "categories": [f.category.name for f in files],
+        "limit": config.limit,
+        "images_per_prompt": config.images_per_prompt,
+        "method": {
+            "name": config.method,
+            "model": config.model,
+            "revision": config.revision,
+            "steps": config.steps,
+            "guidance": config.guidance,
+            "dtype": dtype,
+        },
+        "seed_policy": seed_policy(config.seed),
+        "judge": judges_mod.identity(config.judge, config.judge_model, definition),
+    }
+
+
+def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += _diff(old.get(k), new.get(k), f"{prefix}{k}.")
+        return out
+    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
+
+
+def read_config(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RareError(f"cannot read {path}: {exc}", hint="fix it, or use a new --out") from exc
+
+
+def _archive(run_dir: Path) -> Path:
+    """Move an old run's files aside (never delete): RUN_DIR/superseded-<time>/."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    dest = run_dir / f"superseded-{stamp}"
+    n = 1
+    while dest.exists():
+        dest = run_dir / f"superseded-{stamp}-{n}"
+        n += 1
+    dest.mkdir(parents=True)
+    for name in ("config.json", "summary.json", "items", "images"):
+        if (run_dir / name).exists():
+            os.rename(run_dir / name, dest / name)
+    return dest
+
+
+def _check_config(run_dir: Path, document: dict[str, Any], force: bool, write: bool) -> None:
+    """Refuse a run folder made with another configuration; the main process creates config.json."""
+    from rarecli.io.atomic import write_text_new
+    from rarecli.log import warn
+
+    old = read_config(run_dir)
+    if old is None and ((run_dir / "items").exists() or (run_dir / "images").exists()) and not force:
+        raise InputError(
+            f"{run_dir} holds RareBench results but no config.json",
+            hint="use a new --out, or --force to move the old results aside",
+        )
+    if old is not None:
+        diffs = _diff(old.get("identity"), document["identity"])
+        if not diffs:
+            return
+        if not force:
+            shown = "; ".join(diffs[:4]) + ("; ..." if len(diffs) > 4 else "")
+            raise InputError(
+                f"{run_dir} holds a run with another configuration ({shown})",
+                hint="use a new --out, or add --force to move the old results aside and start again",
+            )
+    if not write:
+        return
+    if old is not None or (run_dir / "items").exists() or (run_dir / "images").exists():
+        dest = _archive(run_dir)
+        warn(f"--force: moved the previous results of {run_dir} to {dest}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        write_text_new(run_dir / "config.json", json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    except FileExistsError:
+        _check_config(run_dir, document, force=False, write=False)  # another run created it just now
+
+
+def _without_credentials(url: str | None) -> str | None:
+    """A URL as it may be recorded: user:password@ dropped (config.json is shared with results)."""
+    if not url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # IPv6 literal
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc)) if parts.netloc else url
+
+
+def _distributed(device: str) -> tuple[Any, str]:
+    """accelerate's PartialState, and this process's device (cuda:<local rank> under a multi-GPU launch)."""
+    import torch
+    from accelerate import PartialState
+
+    spec = device.strip().lower()
+    wants_cuda = spec.startswith("cuda") or (spec == "auto" and torch.cuda.is_available())
+    state = PartialState(cpu=not wants_cuda, timeout=BARRIER_TIMEOUT)
+    if state.num_processes > 1 and wants_cuda and spec in ("auto", "cuda"):
+        return state, f"cuda:{state.local_process_index}"
+    return state, device
+
+
+def _failure(exc: BaseException) -> str:
+    from rarecli.errors import explain
+
+    known = explain(exc)
+    first = (str(exc).splitlines() or [""])[0]
+    if known is not None:
+        return f"{known.message} ({type(exc).__name__}: {first})"
+    if isinstance(exc, RareError):
+        return exc.message
+    return f"{type(exc).__name__}: {first}"
+
+
+def _free_after_failure(manager: Any) -> None:
+    import gc
+
+    gc.collect()
+    if manager.device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def _write_result(path: Path, record: dict[str, Any], replace: bool) -> None:
+    from rarecli.io.atomic import write_text_new, write_text_replace
+
+    text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+    if replace:
+        write_text_replace(path, text)
+        return
+    # Written meanwhile by another process of the same run: that result stands.
+    with contextlib.suppress(FileExistsError):
+        write_text_new(path, text)
+
+
+def run_benchmark(config: RunConfig) -> RunResult:
+    """Generate, judge and summarise; resumable, and shared across processes under accelerate."""
+    from rarecli.log import info, progress
+    from rarecli.runtime.device import DeviceManager
+
+    definition = load_definition(config.definition)
+    categories = definition.select(config.categories)
+    methods_mod.factory(config.method)  # unknown names fail before any work
+    judges_mod.check_name(config.judge)
+    if config.images_per_prompt < 1 or (config.limit is not None and config.limit < 1):
+        raise InputError("--images-per-prompt and --limit must be at least 1")
+    run_dir = Path(config.out)
+    # A judge that cannot work (no API key) must fail before the run folder or hours of generation.
+    judge = None
+    if config.judge == "gpt-4o":
+        judge = judges_mod.build(config.judge, config.judge_model, definition, base_url=config.base_url)
+    state, device = _distributed(config.device)
+    manager = DeviceManager(device, config.dtype, offload=config.offload)
+
+    def prepare(write: bool) -> tuple[list[PromptFile], dict[str, Any]]:
+        files = load_prompts(definition, categories, config.data)
+        document = {
+            "schema": SCHEMA,
+            "identity": _identity(config, definition, files, manager.dtype),
+            "prompts": provenance(definition, files, config.data),
+            "judge_base_url": _without_credentials(config.base_url) if config.judge == "gpt-4o" else None,
+            "rare_version": __version__,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        }
+        _check_config(run_dir, document, config.force, write=write)
+        return files, document
+
+    # The main process downloads and writes config.json first; the others then read what it made.
+    # An error on the main process is raised on every process after the barrier, so none hangs.
+    error: BaseException | None = None
+    files: list[PromptFile] = []
+    if state.is_main_process:
+        try:
+            files, _ = prepare(write=True)
+        except Exception as exc:  # re-raised below, after the others are released
+            error = exc
+    state.wait_for_everyone()
+    if error is not None:
+        raise error
+    if not state.is_main_process:
+        files, _ = prepare(write=False)
+    if config.data is not None and not all(f.verified for f in files):
+        info("Prompt files from --data are used as given (not all match a pinned checksum); config.json records theirs")
+
+    items = plan_items(files, config.limit, config.images_per_prompt, config.seed)
+    mine = items[state.process_index :: state.num_processes]
+    result = RunResult(run_dir, state.process_index, state.num_processes, None, None)
+
+    def pending(item: Item) -> bool:
+        path = item.result_path(run_dir)
+        if not path.is_file():
+            return True
+        if config.retry_failed:
+            try:
+                return json.loads(path.read_text(encoding="utf-8")).get("status") != "ok"
+            except (OSError, ValueError):
+                return True
+        return False
+
+    todo = [item for item in mine if pending(item)]
+    result.skipped = len(mine) - len(todo)
+    if result.skipped:
+        info(f"Resuming: {result.skipped} of {len(mine)} items already have a result")
+    provenance_base = {"process_index": state.process_index, "num_processes": state.num_processes, "device": device}
+
+    # Phase 1: draw every missing image.
+    to_draw = [item for item in todo if not item.image_path(run_dir, config.method).is_file()]
+    failed_keys: set[tuple[str, str]] = set()
+    gen_seconds: list[float] = []
+    gen_provenance: dict[tuple[str, str], dict[str, Any]] = {}
+    if to_draw:
+        from rarecli.io.images import a1111_parameters, save_png
+
+        context = methods_mod.MethodContext(
+            config.model, config.revision, manager, steps=config.steps, guidance=config.guidance
+        )
+        generate = methods_mod.build(config.method, context)
+        with progress(f"generating ({config.method})", total=len(to_draw)) as bar:
+            for item in to_draw:
+                manager.reset_peak_memory()
+                try:
+                    with manager.timed() as t:
+                        made = generate(item.prompt, item.seed)
+                    meta = {
+                        "command": "bench rarebench",
+                        "method": config.method,
+                        "prompt": item.prompt,
+                        "seed": item.seed,
+                        "category": item.category,
+                        "prompt_index": item.prompt_index,
+                        "image_index": item.image_index,
+                        **made.model_meta,
+                        "hyper": made.settings,
+                    }
+                    settings = {
+                        "Steps": made.settings.get("steps"),
+                        "CFG scale": made.settings.get("guidance"),
+                        "Seed": item.seed,
+                        "Model": config.model,
+                        "Method": config.method,
+                    }
+                    path = item.image_path(run_dir, config.method)
+                    with contextlib.suppress(FileExistsError):  # drawn meanwhile by another process
+                        save_png(path, made.image, a1111_parameters(item.prompt, settings), meta)
+                    gen_seconds.append(t["seconds"])
+                    gen_provenance[(item.category, item.key)] = {
+                        "generate_seconds": t["seconds"],
+                        "peak_memory_bytes": manager.peak_memory_bytes(),
+                    }
+                    result.generated += 1
+                except Exception as exc:  # any per-item failure is recorded, the run goes on
+                    _free_after_failure(manager)
+                    record = _record(item, config, status="failed", stage="generate", reason=_failure(exc))
+                    record["provenance"] = dict(provenance_base)
+                    _write_result(item.result_path(run_dir), record, replace=config.retry_failed)
+                    failed_keys.add((item.category, item.key))
+                    result.failed += 1
+                bar.advance(status=f"{item.category} {item.key}")
+        del generate
+        if config.judge == "clipscore":
+            from rarecli.runtime.cache import MODEL_CACHE
+
+            MODEL_CACHE.clear()  # frees the diffusion model before the CLIP judge loads
+
+    # Phase 2: judge every image that has no result yet.
+    to_judge = [item for item in todo if (item.category, item.key) not in failed_keys]
+    judge_seconds: list[float] = []
+    if to_judge:
+        if judge is None:
+            judge = judges_mod.build(config.judge, config.judge_model, definition, manager, config.base_url)
+        with progress(f"judging ({config.judge})", total=len(to_judge)) as bar:
+            for item in to_judge:
+                image = item.image_path(run_dir, config.method)
+                started = time.perf_counter()
+                try:
+                    verdict = judge(image, item.prompt)
+                    record = _record(item, config, status="ok")
+                    record["score"] = verdict.score
+                    record["judge"] = {"name": config.judge, **verdict.raw}
+                    prov = {"judge_seconds": time.perf_counter() - started, "judge_cached": verdict.cached}
+                    prov["judge_attempts"] = verdict.attempts
+                    judge_seconds.append(prov["judge_seconds"])
+                    result.judged += 1
+                except Exception as exc:
+                    record = _record(item, config, status="failed", stage="judge", reason=_failure(exc))
+                    prov = {"judge_seconds": time.perf_counter() - started}
+                    result.failed += 1
+                record["image"] = str(image.relative_to(run_dir))
+                record["provenance"] = {**provenance_base, **gen_provenance.get((item.category, item.key), {}), **prov}
+                _write_result(item.result_path(run_dir), record, replace=config.retry_failed)
+                bar.advance(status=f"{item.category} {item.key}")
+
+    result.timing = {
+        "generate_seconds_per_image": (sum(gen_seconds) / len(gen_seconds)) if gen_seconds else None,
+        "judge_seconds_per_image": (sum(judge_seconds) / len(judge_seconds)) if judge_seconds else None,
+        "peak_memory_bytes": max((p["peak_memory_bytes"] or 0 for p in gen_provenance.values()), default=0) or None,
+    }
+    _log_timing(result)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        from rarecli.bench.report import print_table, write_summary
+
+        result.summary_path, result.summary = write_summary(run_dir)
+        print_table([result.summary], None, definition)
+    return result
+
+
+def _record(item: Item, config: RunConfig, status: str, stage: str | None = None, reason: str | None = None) -> dict:
+    record: dict[str, Any] = {
+        "schema": SCHEMA,
+        "category": item.category,
+        "prompt_index": item.prompt_index,
+        "image_index": item.image_index,
+        "seed": item.seed,
+        "prompt": item.prompt,
+        "method": config.method,
+        "status": status,
+    }
+    if stage is not None:
+        record["stage"] = stage
+        record["reason"] = reason
+    return record
+
+
+def _log_timing(result: RunResult) -> None:
+    from rarecli.log import info
+
+    t = result.timing
+    parts = [f"process {result.process_index + 1}/{result.num_processes}:"]
+    if result.generated:
+        parts.append(f"generated {result.generated} image(s), {t['generate_seconds_per_image']:.2f} s/image;")
+    if result.judged:
+        parts.append(f"judged {result.judged}, {t['judge_seconds_per_image']:.2f} s/image;")
+    parts.append(f"{result.failed} failed, {result.skipped} already done")
+    if t.get("peak_memory_bytes"):
+        parts.append(f"; peak GPU memory {t['peak_memory_bytes'] / 2**30:.2f} GiB")
+    info(" ".join(parts))

@@ -1,0 +1,55 @@
+"""Reading plans: one JSON document (a plan or a list of plans) or JSON lines, from a file or stdin."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rarecli.errors import InputError
+from rarecli.llm.schema import Plan
+
+
+def parse_plans(text: str, where: str = "plan") -> list[Plan]:
+    """Plans in `text`: a JSON object, a JSON list of objects, or one object per line (blank lines skipped)."""
+    stripped = text.strip()
+    if not stripped:
+        raise InputError(f"{where} is empty", hint="pipe `rare r2f plan` into `rare r2f generate -`")
+    try:
+        whole = json.loads(stripped)
+    except ValueError:
+        whole = None
+    if isinstance(whole, dict):
+        return [Plan.from_json(whole, where)]
+    if isinstance(whole, list):
+        return [Plan.from_json(item, f"{where}[{i}]") for i, item in enumerate(whole)]
+    plans = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError as exc:
+            raise InputError(
+                f"{where}, line {number}: not JSON ({exc.msg})",
+                hint="give one plan JSON per line, as `rare r2f plan` prints them",
+            ) from None
+        plans.append(Plan.from_json(data, f"{where}, line {number}"))
+    return plans
+
+
+def read_plans(source: str) -> list[Plan]:
+    """Plans from a file path, or from stdin when `source` is '-'."""
+    if source == "-":
+        import sys
+
+        return parse_plans(sys.stdin.read(), "stdin")
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise InputError(
+            f"plan file not found: {source}", hint="pass a file written by `rare r2f plan`, or - for stdin"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read plan file {path}: {exc}") from exc
+    return parse_plans(text, str(path))

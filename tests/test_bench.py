@@ -1,0 +1,365 @@
+"""`rare bench rarebench` and `rare bench report` end to end, offline on the CPU: tiny-sd, 64x64,
+2 denoising steps, the clipscore judge on tiny-clip, and our own 2-category, 3-prompt set."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rarecli.cli.app import run
+from tests.bench_helpers import OWN_PROMPTS, ChatServer, ok, write_prompts
+from tests.conftest import rare_cmd
+
+CATEGORIES = ["S-property", "M-and"]
+
+
+def bench_args(out: Path, data: Path, *extra: str) -> list[str]:
+    return [
+        "bench",
+        "rarebench",
+        "--out",
+        str(out),
+        "--method",
+        "sd",
+        "--model",
+        "tiny-sd",
+        "--steps",
+        "2",
+        "--judge",
+        "clipscore",
+        "--judge-model",
+        "tiny-clip",
+        "--data",
+        str(data),
+        "-c",
+        ",".join(CATEGORIES),
+        "--device",
+        "cpu",
+        "--dtype",
+        "fp32",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_prompts(tmp_path_factory.mktemp("prompts"))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data) -> Path:
+    """One uninterrupted single-process run that the other tests compare with."""
+    out = tmp_path_factory.mktemp("runs") / "reference"
+    assert run(bench_args(out, data, "--quiet")) == 0
+    return out
+
+
+def items(run_dir: Path) -> dict[str, dict]:
+    return {
+        str(p.relative_to(run_dir)): json.loads(p.read_text(encoding="utf-8"))
+        for p in sorted((run_dir / "items").glob("*/*.json"))
+    }
+
+
+def images(run_dir: Path) -> list[str]:
+    return sorted(str(p.relative_to(run_dir)) for p in (run_dir / "images").glob("*/*.png"))
+
+
+def without_provenance(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in ("provenance", "score", "judge")}
+
+
+def assert_same_results(a: Path, b: Path) -> None:
+    """Same item files and images; same content except where it records who/when (provenance)."""
+    ia, ib = items(a), items(b)
+    assert sorted(ia) == sorted(ib)
+    assert images(a) == images(b)
+    for name in ia:
+        assert without_provenance(ia[name]) == without_provenance(ib[name]), name
+        assert ia[name]["score"] == pytest.approx(ib[name]["score"], abs=1e-4), name
+    sa = json.loads((a / "summary.json").read_text())
+    sb = json.loads((b / "summary.json").read_text())
+    for cat in CATEGORIES:
+        assert sa["categories"][cat]["score"] == pytest.approx(sb["categories"][cat]["score"], abs=1e-4)
+        assert {k: v for k, v in sa["categories"][cat].items() if k != "score"} == {
+            k: v for k, v in sb["categories"][cat].items() if k != "score"
+        }
+    assert sa["overall"]["score"] == pytest.approx(sb["overall"]["score"], abs=1e-4)
+
+
+def test_offline_run_completes(reference):
+    from rarecli.io.images import read_metadata
+
+    summary = json.loads((reference / "summary.json").read_text())
+    got = items(reference)
+    assert sorted(got) == sorted(f"items/{c}/p{p:03d}_i00.json" for c in CATEGORIES for p in range(3))
+    assert all(r["status"] == "ok" and 0.0 <= r["score"] <= 100.0 for r in got.values())
+    assert summary["complete"] and summary["overall"]["ok"] == 6 and summary["overall"]["failed"] == 0
+    for cat in CATEGORIES:
+        scores = [r["score"] for r in got.values() if r["category"] == cat]
+        assert summary["categories"][cat]["score"] == pytest.approx(sum(scores) / 3)
+        assert summary["categories"][cat]["expected"] == 3 and summary["categories"][cat]["missing"] == 0
+    means = [summary["categories"][c]["score"] for c in CATEGORIES]
+    assert summary["overall"]["score"] == pytest.approx(sum(means) / 2)
+    # Prompts and seeds follow the item: prompt p of the category, seed = base + image index.
+    record = got["items/M-and/p001_i00.json"]
+    assert record["prompt"] == OWN_PROMPTS["rarebench_multi_1and.txt"][1] and record["seed"] == 0
+    meta = read_metadata(reference / record["image"])["rare"]
+    assert meta["category"] == "M-and" and meta["prompt_index"] == 1 and meta["hyper"]["steps"] == 2
+    config = json.loads((reference / "config.json").read_text())["identity"]
+    assert config["judge"] == {
+        "name": "clipscore",
+        "model": "tiny-clip",
+        "per_image": "100 * min(2.5 * max(cos, 0), 1)",
+    }
+    assert config["categories"] == CATEGORIES and config["images_per_prompt"] == 1
+    assert config["seed_policy"]["base"] == 0 and config["method"]["model"] == "tiny-sd"
+
+
+def test_rerun_skips_what_is_done(reference, data, tmp_path, capsys):
+    again = tmp_path / "again"
+    shutil.copytree(reference, again)
+    stamps = {p: p.stat().st_mtime_ns for p in again.rglob("*") if p.is_file() and p.name != "summary.json"}
+    assert run(bench_args(again, data)) == 0
+    out = capsys.readouterr()
+    assert out.out == f"{again / 'summary.json'}\n"  # stdout is data: the summary's path
+    assert "6 already done" in out.err and "overall" in out.err  # progress and table: stderr
+    assert json.loads((again / "summary.json").read_text())["overall"]["ok"] == 6
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_summary(reference, data, tmp_path):
+    out = tmp_path / "killed"
+    log = open(tmp_path / "log.txt", "wb")  # noqa: SIM115 - the child writes to it until killed
+    child = subprocess.Popen(rare_cmd() + bench_args(out, data), stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 300
+        while len(list(out.glob("images/*/*.png"))) < 2:
+            assert child.poll() is None, (tmp_path / "log.txt").read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        log.close()
+    assert child.returncode == -signal.SIGKILL
+    assert not (out / "summary.json").exists()
+    assert len(items(out)) < 6  # killed half-way: not every item has its result
+    drawn = {p: p.stat().st_mtime_ns for p in out.glob("images/*/*.png")}
+    assert run(bench_args(out, data, "--quiet")) == 0
+    assert_same_results(out, reference)
+    assert {p: p.stat().st_mtime_ns for p in drawn} == drawn  # images made before the kill were kept
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_under_accelerate_launch(reference, data, tmp_path):
+    out = tmp_path / "two"
+    accelerate = Path(sys.executable).parent / "accelerate"
+    # On a machine without GPUs, accelerate 1.15 runs several processes only through its multi-GPU
+    # launcher (torchrun); `--cpu` alone starts one. rare picks the gloo backend on the CPU.
+    cmd = [
+        str(accelerate),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "rarecli",
+        *bench_args(out, data),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines() == [str(out / "summary.json")]  # only the main process prints
+    assert_same_results(out, reference)
+    ranks = {r["provenance"]["process_index"] for r in items(out).values()}
+    assert ranks == {0, 1} and {r["provenance"]["num_processes"] for r in items(out).values()} == {2}
+    # Item i belongs to rank i % 2 in the fixed (category, prompt, image) order.
+    ordered = [items(out)[f"items/{c}/p{p:03d}_i00.json"] for c in CATEGORIES for p in range(3)]
+    assert [r["provenance"]["process_index"] for r in ordered] == [i % 2 for i in range(6)]
+
+
+def test_changed_configuration_is_refused_unless_force(reference, data, tmp_path, capsys):
+    old = tmp_path / "old"
+    shutil.copytree(reference, old)
+    before = items(old)
+    changed = bench_args(old, data)
+    changed[changed.index("--steps") + 1] = "3"
+    assert run(changed) == 1
+    err = capsys.readouterr().err
+    assert "holds a run with another configuration" in err and "method.steps: 2 -> 3" in err and "--force" in err
+    assert items(old) == before
+    one = [*changed[: changed.index("-c")], "-c", "S-property", "--limit", "1", "--device", "cpu", "--force"]
+    assert run([*one, "--quiet"]) == 0
+    moved = list(old.glob("superseded-*"))
+    assert len(moved) == 1 and items(moved[0]) == before  # nothing deleted, only moved aside
+    assert json.loads((old / "config.json").read_text())["identity"]["method"]["steps"] == 3
+    assert sorted(items(old)) == ["items/S-property/p000_i00.json"]
+
+
+def test_failed_item_is_recorded_and_the_run_goes_on(data, tmp_path):
+    from rarecli.bench import methods
+    from rarecli.bench.run import RunConfig, run_benchmark
+
+    broken = {"on": True}
+
+    def flaky(context):
+        sd = methods.factory("sd")(context)
+
+        def generate(prompt, seed):
+            if broken["on"] and prompt == "a square orange":
+                raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+            return sd(prompt, seed)
+
+        return generate
+
+    methods.register("flaky-for-test", flaky)
+    try:
+        config = RunConfig(
+            out=tmp_path / "run",
+            method="flaky-for-test",
+            model="tiny-sd",
+            steps=2,
+            judge="clipscore",
+            judge_model="tiny-clip",
+            data=data,
+            categories=["S-property"],
+            device="cpu",
+        )
+        result = run_benchmark(config)
+        failed = items(config.out)["items/S-property/p001_i00.json"]
+        assert failed["status"] == "failed" and failed["stage"] == "generate"
+        assert "ran out of memory" in failed["reason"] and "score" not in failed
+        assert result.summary["overall"]["failed"] == 1 and result.summary["overall"]["ok"] == 2
+        assert result.summary["categories"]["S-property"]["score"] is not None
+        assert result.summary["failures"][0]["item"] == "items/S-property/p001_i00.json"
+        assert result.summary["complete"]  # every item has its result; one of them is a failure
+        # A plain re-run keeps the recorded failure; --retry-failed runs it again.
+        assert run_benchmark(config).skipped == 3
+        broken["on"] = False
+        config.retry_failed = True
+        retried = run_benchmark(config)
+        assert retried.generated == 1 and retried.summary["overall"]["ok"] == 3 and retried.summary["complete"]
+    finally:
+        methods.METHODS.pop("flaky-for-test", None)
+
+
+def test_gpt4o_judge_end_to_end(data, tmp_path, monkeypatch, capsys):
+    key = "sk-e2e-secret-key-987654"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+
+    def respond(request):
+        if "cat made of glass" in request.prompt_text:
+            return ok("Four out of five, I think.")  # never valid JSON: the item fails, the run goes on
+        return ok(json.dumps({"score": 5, "explanation": "all there"}))
+
+    server = ChatServer(respond=respond)
+    with server.running() as url:
+        args = [a for a in bench_args(tmp_path / "a", data) if a not in ("tiny-clip", "--judge-model")]
+        args[args.index("clipscore")] = "gpt-4o"
+        args[args.index("-c") + 1] = "S-property"
+        assert run([*args, "--base-url", url, "--json"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        first_requests = len(server.requests)
+        again = [tmp_path / "b" if a == str(tmp_path / "a") else a for a in args]
+        assert run([*map(str, again), "--base-url", url, "--quiet"]) == 0
+    assert summary["categories"]["S-property"] == {"score": 100.0, "ok": 2, "failed": 1, "expected": 3, "missing": 0}
+    assert summary["failures"][0]["stage"] == "judge" and "malformed judge answer" in summary["failures"][0]["reason"]
+    assert first_requests == 2 + 4  # two good answers; 1 + 3 retries for the malformed one
+    # The second run's images are the same, so only the failed item asks again.
+    assert len(server.requests) - first_requests == 4
+    assert all(r.body["model"] == "gpt-4o-2024-05-13" for r in server.requests)
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["identity"]["judge"]["model"] == "gpt-4o-2024-05-13"
+    assert len(config["identity"]["judge"]["rubric_sha256"]) == 64
+    assert config["judge_base_url"] == url
+    cache = Path(os.environ["RARE_CACHE_DIR"]) / "judge-cache"
+    for folder in (tmp_path / "a", tmp_path / "b", cache):
+        for path in folder.rglob("*"):
+            assert not path.is_file() or key.encode() not in path.read_bytes(), path
+
+
+def test_gpt4o_without_a_key_fails_before_any_work(data, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    args = [a for a in bench_args(tmp_path / "nokey", data) if a not in ("tiny-clip", "--judge-model")]
+    args[args.index("clipscore")] = "gpt-4o"
+    assert run(args) == 1
+    err = capsys.readouterr().err
+    assert "Error: the gpt-4o judge needs OPENAI_API_KEY" in err and "--judge clipscore" in err
+    assert not (tmp_path / "nokey").exists()
+
+
+@pytest.mark.parametrize("model", ["tiny-sdxl", "tiny-sd3"])
+def test_sd_method_draws_with_every_pipeline_family(model, cpu):
+    from rarecli.bench import methods
+
+    generate = methods.build("sd", methods.MethodContext(model, None, cpu, steps=1))
+    made = generate("a frog with fur", 3)
+    assert made.image.size == (64, 64)
+    assert made.settings["steps"] == 1 and made.settings["family"].startswith("StableDiffusion")
+    assert made.model_meta["model"] == model
+
+
+def test_methods_not_yet_wired_fail_before_any_work(data, tmp_path, capsys):
+    assert run(bench_args(tmp_path / "r2f", data, "--method", "r2f")) == 1
+    err = capsys.readouterr().err
+    assert "not implemented yet" in err and "issue 7" in err
+    assert not (tmp_path / "r2f").exists()
+
+
+def test_report_merges_compares_plots_and_shows_anchors(reference, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(reference, other)
+    (other / "summary.json").unlink()
+    (other / "items" / "M-and" / "p002_i00.json").unlink()  # a run with an item still missing
+    plot = tmp_path / "compare.png"
+    assert run(["bench", "report", str(reference), str(other), "--plot", str(plot), "--anchors", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["runs"]) == 2 and doc["plot"] == str(plot)
+    merged = doc["runs"][1]
+    assert merged["categories"]["M-and"]["missing"] == 1 and not merged["complete"]
+    assert json.loads((other / "summary.json").read_text()) == merged  # written from the item files
+    assert doc["anchors"]["SD3"]["S-property"] == 49.4
+    assert doc["anchors"]["R2F (SD3, GPT-4o)"]["overall"] == pytest.approx(75.725)
+    from PIL import Image
+
+    with Image.open(plot) as im:
+        assert im.format == "PNG" and im.size[0] > 300
+    # Tables go to stderr, paths to stdout; a plot is never overwritten.
+    assert run(["bench", "report", str(reference), "--anchors"]) == 0
+    out = capsys.readouterr()
+    assert out.out.strip() == str(reference / "summary.json")
+    assert "paper: SD3" in out.err and "49.4" in out.err and "S-property" in out.err and "overall" in out.err
+    assert run(["bench", "report", str(reference), "--plot", str(plot)]) == 1
+    assert "never overwrites" in capsys.readouterr().err
+
+
+def test_report_rejects_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert run(["bench", "report", str(tmp_path)]) == 1
+    assert "not a RareBench run folder" in capsys.readouterr().err
