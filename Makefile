@@ -21,6 +21,10 @@ install:
 demo:
 	@mkdir -p $(DEMO)
 	$(BIN)/rare seedselect "a hairy frog" --method sd --model tiny-sd --num-images 2 --out $(DEMO)/sd
+	@# SeedSelect needs reference images: tiny-sd renders three from fixed seeds (offline, once).
+	$(BIN)/python -m rarecli.methods.demo_refs $(DEMO)/refs
+	$(BIN)/rare seedselect "a hairy frog" --refs $(DEMO)/refs --model tiny-sd --inner-steps 4 --iters 5 \
+		--num-images 2 --out $(DEMO)/seedselect
 
 test:
 	$(BIN)/python -m pytest -q -x -p no:cacheprovider
@@ -28,9 +32,11 @@ test:
 lint:
 	$(BIN)/ruff check rarecli tests
 
+# Every benchmarks/perf_*.py writes out/bench/<its name>.json.
 bench-perf:
 	@mkdir -p out/bench
-	$(BIN)/python -m rarecli.bench.perf --out out/bench/perf.json
+	@set -e; for f in benchmarks/perf_*.py; do n=$$(basename $$f .py); echo "== $$n" >&2; \
+		$(BIN)/python $$f --out out/bench/$$n.json; done
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache

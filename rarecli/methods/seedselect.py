@@ -292,7 +292,7 @@ def _nao_plans(
 def nao_centroid_and_paths(seeds: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The NAO centroid of `seeds` (k, ...) and the k NAO paths, each as (n, ...) points ordered from
     the seed to the centroid."""
-    from rarecli.seeds.nao import nao_centroid
+    from rarecli.seeds.centroid import nao_centroid
 
     result = nao_centroid(seeds)
     centroid = result.centroid.reshape(seeds.shape[1:]).float().cpu()
