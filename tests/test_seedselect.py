@@ -392,3 +392,23 @@ def test_inversion_cache_is_keyed_and_stays_out_of_the_reference_folder(tmp_path
     fresh = invert_references(tiny_sd, refs, PROMPT, SHAPE[1:], settings, use_cache=False)
     assert torch.allclose(fresh, first, atol=1e-6)
     assert sorted(p.name for p in refs_dir.iterdir()) == before
+
+
+def test_nao_seedselect_starts_lower_than_seedselect_from_random_seeds(tmp_path, cpu, refs_dir):
+    """Same references, inner steps and guidance (1, NAO's); NAO starts from the NAO centroid of the
+    references' inverted seeds (and from points on its paths), SeedSelect from the noise of seeds 0..2."""
+    common = dict(model="tiny-sd", iters=3, inner_steps=4, guidance=1.0, num_images=3, inversion_steps=20)
+    nao = seedselect_run(SeedSelectConfig(PROMPT, refs_dir, method="nao-seedselect", out=tmp_path / "n", **common), cpu)
+    plain = seedselect_run(SeedSelectConfig(PROMPT, refs_dir, method="seedselect", out=tmp_path / "s", **common), cpu)
+    nao_start = [row["initial"]["total"] for row in nao.losses]
+    random_start = [row["initial"]["total"] for row in plain.losses]
+    assert max(nao_start) < min(random_start), (nao_start, random_start)
+    starts = [read_metadata(p)["rare"]["start"] for p in nao.images]
+    assert starts[0]["kind"] == "nao-centroid"
+    assert [s["kind"] for s in starts[1:]] == ["nao-path", "nao-path"]
+    assert starts[1]["reference"] != starts[2]["reference"]
+    # NAO-SeedSelect matches every reference (no bootstrap) and records it
+    assert all(len(read_metadata(p)["rare"]["refs"]) == len(REF_SEEDS) for p in nao.images)
+    assert read_metadata(nao.images[0])["rare"]["hyper"]["lr"] == 0.05
+    for row in nao.losses:  # the short refinement still improves on its start
+        assert row["best"]["total"] <= row["initial"]["total"]
