@@ -412,3 +412,13 @@ def test_nao_seedselect_starts_lower_than_seedselect_from_random_seeds(tmp_path,
     assert read_metadata(nao.images[0])["rare"]["hyper"]["lr"] == 0.05
     for row in nao.losses:  # the short refinement still improves on its start
         assert row["best"]["total"] <= row["initial"]["total"]
+
+
+def test_nao_start_points_never_repeat_and_say_when_they_run_out():
+    centroid = torch.zeros(4)
+    paths = [torch.linspace(1, 0, 5)[:, None] * torch.eye(4)[j] for j in range(2)]  # 4 free points each
+    starts = nao_start_points(centroid, paths, 9, ["a", "b"])
+    points = [(m["reference"], m["point"]) for _, m in starts[1:]]
+    assert len(set(points)) == 8 and all(p != 4 for _, p in points)  # the centroid end is not reused
+    with pytest.raises(InputError, match="at most 9 images"):
+        nao_start_points(centroid, paths, 10, ["a", "b"])

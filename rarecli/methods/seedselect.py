@@ -322,25 +322,50 @@ def nao_start_points(
 ) -> list[tuple[torch.Tensor, dict[str, Any]]]:
     """Where NAO-SeedSelect's refinements start: image 0 at the centroid; each further image on the
     paths, round-robin over the references, at arc-length fractions 1/4, 1/8, 3/8, 1/16, ... of the way
-    from the centroid towards that reference's inverted seed (the nearest path point). The authors run
-    a refinement from every point of every path; this picks n well-spread ones instead."""
+    from the centroid towards that reference's inverted seed (the nearest path point not used yet; the
+    centroid's own end of a path is never reused). When those run out, the remaining path points are
+    used, nearest to the centroid first; InputError when the paths hold fewer than n - 1 points. The
+    authors run a refinement from every point of every path; this picks n well-spread ones instead."""
     import torch
 
     starts: list[tuple[torch.Tensor, dict[str, Any]]] = [(centroid, {"kind": "nao-centroid"})]
-    m = 1
-    while len(starts) < n:
+    from_centroid = []
+    for path in paths:
+        seg = (path[1:] - path[:-1]).flatten(1).norm(dim=1)
+        arc = torch.cat([torch.zeros(1), seg.cumsum(0)])
+        from_centroid.append(arc[-1] - arc)
+    used: set[tuple[int, int]] = set()
+
+    def add(j: int, p: int, fraction: float) -> None:
+        used.add((j, p))
+        meta = {"kind": "nao-path", "reference": names[j], "fraction_from_centroid": fraction, "point": p}
+        starts.append((paths[j][p], meta))
+
+    # Fractions get finer with m; after a few rounds every free point near the centroid has been offered.
+    for m in range(1, 8 * max(len(p) for p in paths) if paths else 1):
+        if len(starts) >= n:
+            break
         fraction = _half_van_der_corput(m)
         for j, path in enumerate(paths):
             if len(starts) >= n:
                 break
-            seg = (path[1:] - path[:-1]).flatten(1).norm(dim=1)
-            arc = torch.cat([torch.zeros(1), seg.cumsum(0)])
-            from_centroid = arc[-1] - arc
-            target = fraction * float(arc[-1])
-            p = int((from_centroid - target).abs().argmin())
-            meta = {"kind": "nao-path", "reference": names[j], "fraction_from_centroid": fraction, "point": p}
-            starts.append((path[p], meta))
-        m += 1
+            total = float(from_centroid[j][0])
+            p = int((from_centroid[j] - fraction * total).abs().argmin())
+            if p != len(path) - 1 and (j, p) not in used:
+                add(j, p, fraction)
+    if len(starts) < n:
+        rest = sorted(
+            ((float(d[p]), j, p) for j, d in enumerate(from_centroid) for p in range(len(d) - 1) if (j, p) not in used)
+        )
+        for dist, j, p in rest[: n - len(starts)]:
+            total = float(from_centroid[j][0])
+            add(j, p, dist / total if total > 0 else 0.0)
+    if len(starts) < n:
+        raise InputError(
+            f"nao-seedselect can start at most {len(starts)} images from these {len(paths)} references' paths "
+            f"(asked for {n})",
+            hint="lower --num-images, or add reference images",
+        )
     return starts
 
 
