@@ -228,9 +228,10 @@ def _optimise(config: SeedSelectConfig, prompt: str, refs: list[Reference], mana
             _free_cuda()
             from rarecli.log import warn
 
-            warn(f"out of GPU memory with {len(batch)} images per batch; retrying with {len(batch) // 2}")
-            half = len(batch) // 2
-            queue[:0] = [batch[:half], batch[half:]]
+            size = len(batch) // 2
+            warn(f"out of GPU memory with {len(batch)} images per batch; retrying with {size}")
+            remaining = batch + [plan for later in queue for plan in later]
+            queue = [remaining[i : i + size] for i in range(0, len(remaining), size)]
             continue
         if interrupted:
             result.interrupted = True
