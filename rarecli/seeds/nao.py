@@ -178,8 +178,9 @@ def dense_hessian(diag: np.ndarray, off: np.ndarray) -> np.ndarray:
     return dense.transpose(0, 1, 3, 2, 4).reshape(P, n * D, n * D)
 
 
-# Up to this many unknowns per polyline a dense solve beats the block elimination's Python loop.
-_DENSE_MAX = 512
+# Up to this many unknowns per polyline a dense solve beats the block elimination's Python loop (above
+# it, multi-threaded BLAS on a busy machine makes dense solves slow and erratic).
+_DENSE_MAX = 128
 
 
 def _block_tridiagonal_solve(diag: np.ndarray, off: np.ndarray, rhs: np.ndarray) -> np.ndarray:
