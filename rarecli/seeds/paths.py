@@ -228,7 +228,8 @@ def nao_interpolate(
 
     The path is optimised with `n_points` points (the authors use 50) and resampled by arc length, so
     the frames step evenly (reading them straight off the optimised points, as the authors do, makes
-    them bunch up). Ends are exactly z0 and z1; z0 == z1 gives n copies of z0.
+    them bunch up: the objective hardly depends on how points sit along the path). Ends are exactly z0
+    and z1; z0 == z1 gives n copies of z0.
     """
     import torch
 
@@ -246,7 +247,11 @@ def nao_interpolate(
             out.append(a[i][None].expand(n, -1).clone())
             continue
         span, coords = solved
-        even, _ = resample_arc_length(coords, n)
+        # Frames are read off the polyline through the segment midpoints, the points NAO's objective
+        # scores: next to an off-shell end, the optimised vertices zig-zag across the shell (only the
+        # midpoints need to sit on it), and that zig-zag would count as path length.
+        curve = torch.cat([coords[:1], 0.5 * (coords[1:] + coords[:-1]), coords[-1:]])
+        even, _ = resample_arc_length(curve, n)
         out.append(_map_path(span, even, a[i], b[i], n))
     return _finish(torch.stack(out, dim=1), z0, False)
 
