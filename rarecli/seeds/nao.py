@@ -192,17 +192,18 @@ def _block_tridiagonal_solve(diag: np.ndarray, off: np.ndarray, rhs: np.ndarray)
         dense = dense_hessian(diag, off)
         np.linalg.cholesky(dense)  # positive-definiteness check
         return np.linalg.solve(dense, rhs.reshape(P, m * D, -1)).reshape(rhs.shape)
+    pivots = np.empty_like(diag)
     pivots_inv = np.empty_like(diag)
     y = np.empty_like(rhs)
-    pivot, y_prev = diag[:, 0], rhs[:, 0]
-    for j in range(m):
-        if j > 0:
-            coupling = np.swapaxes(off[:, j - 1], -1, -2) @ pivots_inv[:, j - 1]  # A[j, j-1] S_{j-1}^-1
-            pivot = diag[:, j] - coupling @ off[:, j - 1]
-            y_prev = rhs[:, j] - coupling @ y[:, j - 1]
-        np.linalg.cholesky(pivot)  # positive-definiteness check
-        pivots_inv[:, j] = np.linalg.inv(pivot)
-        y[:, j] = y_prev
+    pivots[:, 0], y[:, 0] = diag[:, 0], rhs[:, 0]
+    pivots_inv[:, 0] = np.linalg.inv(pivots[:, 0])
+    for j in range(1, m):
+        coupling = np.swapaxes(off[:, j - 1], -1, -2) @ pivots_inv[:, j - 1]  # A[j, j-1] S_{j-1}^-1
+        pivots[:, j] = diag[:, j] - coupling @ off[:, j - 1]
+        y[:, j] = rhs[:, j] - coupling @ y[:, j - 1]
+        pivots_inv[:, j] = np.linalg.inv(pivots[:, j])
+    # A is positive definite iff every pivot is; one batched Cholesky checks them all.
+    np.linalg.cholesky(pivots)
     x = np.empty_like(rhs)
     x[:, m - 1] = pivots_inv[:, m - 1] @ y[:, m - 1]
     for j in range(m - 2, -1, -1):

@@ -91,13 +91,16 @@ def reference_centroid(
     tol: float = 1e-2,
     window: int = 5,
     max_steps: int = 10_000,
+    eps: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, SolveInfo]:
     """NAO centroid by Adam on the centroid and every path point (seeds: (k, d) flat; the authors start
-    c0 at the SLERP midpoint for two seeds, else the Euclidean mean). Returns (centroid, paths, info)."""
+    c0 at the SLERP midpoint for two seeds, else the Euclidean mean). `eps` (k,) overrides
+    2 ||s_i - c0|| / n, so that a different start can optimise the very same objective as
+    rarecli.seeds.nao.solve_centroid. Returns (centroid, paths, info)."""
     import torch
 
     k, d = seeds.shape
-    eps = default_eps(seeds, c0[None].expand_as(seeds), n)
+    eps = default_eps(seeds, c0[None].expand_as(seeds), n) if eps is None else eps
     lines = torch.stack([straight_line(seeds[i], c0, n)[1:-1] for i in range(k)])
     spread = float(torch.linalg.vector_norm((seeds - c0[None]).double(), dim=-1).mean())
     free = (lines + _noise(tuple(lines.shape), 1e-4 * spread / n, generator).to(lines.dtype)).requires_grad_(True)
