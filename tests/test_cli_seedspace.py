@@ -168,3 +168,22 @@ def test_the_documented_offline_command(tmp_path):
     lines = proc.stdout.split()
     assert len(lines) == 4 and lines[-1].endswith(".png")
     assert len(list(out.glob("*.safetensors"))) == 3
+
+
+def test_make_grid_layout():
+    from PIL import Image
+
+    from rarecli.io.grid import make_grid
+
+    red, blue = Image.new("RGB", (20, 10), (255, 0, 0)), Image.new("RGB", (10, 6), (0, 0, 255))
+    strip = make_grid([red, blue, red])
+    assert strip.size == (3 * 20 + 4 * PAD, 10 + 2 * PAD)
+    # smaller images are centred in their cell
+    assert strip.getpixel((PAD + 20 + PAD + 10, PAD + 5)) == (0, 0, 255)
+    assert strip.getpixel((PAD + 20 + PAD + 1, PAD + 5)) == (255, 255, 255)
+    grid = make_grid([red, blue, red], cols=2, labels=["a", "b", "a very long caption that cannot fit"])
+    assert grid.width == 2 * 20 + 3 * PAD and grid.height > 2 * (10 + PAD) + PAD
+    with pytest.raises(ValueError):
+        make_grid([red], labels=["a", "b"])
+    with pytest.raises(ValueError):
+        make_grid([])

@@ -2,7 +2,8 @@
 render, write seed files (and one PNG strip).
 
 Everything that can be wrong with the input is checked before anything is written, and the images are
-rendered in memory before the first file appears, so a failure leaves the output folder untouched.
+rendered (and the strip composed) in memory before the first file appears, so bad input or a failed
+render leaves the output folder untouched.
 Geometry: NAO, Samuel et al., NeurIPS 2023 (arXiv 2306.08687); see rarecli/seeds/paths.py and
 rarecli/seeds/centroid.py.
 """
@@ -157,20 +158,22 @@ def _write(
     from rarecli.seeds.files import seed_bytes
 
     slug = render.prompt if render is not None else kind
-    paths = []
-    for tensor, meta in zip(seeds, metas, strict=True):
-        data = seed_bytes(tensor, meta)
-        paths.append(
-            write_numbered(folder, label, method, slug, ".safetensors", lambda p, data=data: _write_bytes(p, data))
-        )
-    grid_path = None
+    blobs = [seed_bytes(tensor, meta) for tensor, meta in zip(seeds, metas, strict=True)]
+    grid = None
     if render is not None and images is not None and loaded is not None:
         from rarecli.io.grid import make_grid
+
+        grid = make_grid(images, labels=captions)
+    paths = [
+        write_numbered(folder, label, method, slug, ".safetensors", lambda p, data=data: _write_bytes(p, data))
+        for data in blobs
+    ]
+    grid_path = None
+    if grid is not None and render is not None and loaded is not None:
         from rarecli.io.images import a1111_parameters, save_numbered_png
         from rarecli.methods.sample import DEFAULT_GUIDANCE, settings_text
 
         guidance = DEFAULT_GUIDANCE.get(loaded.family, 7.5) if render.guidance is None else render.guidance
-        grid = make_grid(images, labels=captions)
         settings = settings_text(loaded.family, render.steps, guidance, label, loaded.ref.name)
         rare = {
             **grid_meta,

@@ -27,7 +27,15 @@ thresholds of 1e-3 / 1e-2 mean very different things when an off-shell loss is 1
 method with the exact Hessian in the reduced coordinates instead of Adam on every pixel. Newton matters
 here: the objective is nearly flat along the path (points slide freely) and across its zig-zags (only
 midpoints are scored), so first-order methods crawl or stop early; Newton converges to float64 precision
-in tens of steps.
+in tens of steps. The start is the great-circle arc between the ends with interpolated norms (already
+on the shell) rather than the chord plus noise, and a centroid starts at the spherical mean rather than
+the Euclidean one (whose norm is sqrt(d/k)); eps_i = 2 ||s_i - c0|| / n uses that start c0.
+
+Known property of the discrete objective (not of the solver): it has many local optima of nearly equal
+cost (within ~1e-4 relative at d = 16,384). Next to an end that is off the shell, vertices zig-zag across
+it so that the scored midpoints sit on it, and neighbouring vertices may even merge (a zero-length
+segment costs nothing). Different starts can land in different such optima; the paths they describe
+differ by well under 1e-4 of the distance between the ends once read off by arc length.
 """
 
 from __future__ import annotations
@@ -344,8 +352,8 @@ def arc(a: torch.Tensor, b: torch.Tensor, n: int, generator: torch.Generator | N
     """n points from a to b along the great circle, with norms interpolated linearly (float64, (n, D)).
 
     The solver's start: already on the shell, so Newton only has to refine it. (The authors start on
-    the chord, whose middle is ~sqrt(2) below the shell with losses near 1e5, and Adam spends most of its
-    steps getting back.) Nearly parallel seeds give the chord; nearly opposite ones a half circle
+    the chord, whose middle is a factor sqrt(2) inside the shell with losses near 1e5, and Adam spends most
+    of its steps getting back.) Nearly parallel seeds give the chord; nearly opposite ones a half circle
     through a random direction orthogonal to a, which needs D >= 2.
     """
     import torch
