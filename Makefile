@@ -28,9 +28,14 @@ test:
 lint:
 	$(BIN)/ruff check rarecli tests
 
+# Every benchmarks/perf_*.py takes --out FILE.json; each writes out/bench/<its name>.json.
 bench-perf:
 	@mkdir -p out/bench
-	$(BIN)/python -m rarecli.bench.perf --out out/bench/perf.json
+	@for script in benchmarks/perf_*.py; do \
+		name=$$(basename $$script .py); \
+		echo "$$script -> out/bench/$$name.json"; \
+		PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(BIN)/python $$script --out out/bench/$$name.json || exit 1; \
+	done
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache
