@@ -32,11 +32,14 @@ test:
 lint:
 	$(BIN)/ruff check rarecli tests
 
-# Every benchmarks/perf_*.py writes out/bench/<its name>.json.
+# Every benchmarks/perf_*.py takes --out FILE.json; each writes out/bench/<its name>.json.
 bench-perf:
 	@mkdir -p out/bench
-	@set -e; for f in benchmarks/perf_*.py; do n=$$(basename $$f .py); echo "== $$n" >&2; \
-		$(BIN)/python $$f --out out/bench/$$n.json; done
+	@for script in benchmarks/perf_*.py; do \
+		name=$$(basename $$script .py); \
+		echo "$$script -> out/bench/$$name.json"; \
+		PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(BIN)/python $$script --out out/bench/$$name.json || exit 1; \
+	done
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache

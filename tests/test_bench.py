@@ -327,10 +327,34 @@ def test_sd_method_draws_with_every_pipeline_family(model, cpu):
 
 
 def test_methods_not_yet_wired_fail_before_any_work(data, tmp_path, capsys):
-    assert run(bench_args(tmp_path / "r2f", data, "--method", "r2f")) == 1
+    assert run(bench_args(tmp_path / "ss", data, "--method", "seedselect")) == 1
     err = capsys.readouterr().err
-    assert "not implemented yet" in err and "issue 7" in err
-    assert not (tmp_path / "r2f").exists()
+    assert "not implemented yet" in err and "issue 5" in err
+    assert not (tmp_path / "ss").exists()
+
+
+def test_r2f_method_plans_with_a_local_llm_and_records_the_plan(data, tmp_path, monkeypatch):
+    """--method r2f end to end: a real llama.cpp planner (the test-built GGUF), the R2F sampler, the judge."""
+    from tests.tiny_gguf import write_tiny_llama
+
+    gguf = write_tiny_llama(tmp_path / "tiny.gguf")
+    monkeypatch.setenv("RARE_CACHE_DIR", str(tmp_path / "cache"))  # a fresh LLM answer cache
+    out = tmp_path / "r2f"
+    args = bench_args(out, data, "--method", "r2f", "--llm-backend", "llama", "--llm-model", str(gguf), "--limit", "1")
+    assert run(args) == 0
+    records = items(out)
+    assert len(records) == len(CATEGORIES)
+    config = json.loads((out / "config.json").read_text())
+    assert config["identity"]["method"]["options"]["llm_backend"] == "llama"
+    from rarecli.io.images import read_metadata
+
+    for record in records.values():
+        assert record["status"] == "ok", record
+        hyper = read_metadata(out / record["image"])["rare"]["hyper"]
+        assert hyper["plan"]["prompt"] == record["prompt"]
+        assert len(hyper["schedule"]["steps"]) == 2  # one prompt index per denoising step (--steps 2)
+    # Every plan went through the on-disk LLM cache, so a resumed run asks the LLM nothing again.
+    assert len(list((tmp_path / "cache" / "llm").rglob("*.json"))) == len(CATEGORIES)
 
 
 def test_report_merges_compares_plots_and_shows_anchors(reference, tmp_path, capsys):

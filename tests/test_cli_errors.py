@@ -41,7 +41,7 @@ def test_unavailable_device_is_a_handled_error():
 
 
 def test_not_implemented_says_so_clearly(tmp_path, capsys):
-    assert run(["bench", "rarebench", "--out", str(tmp_path / "run"), "--method", "r2f"]) == 1
+    assert run(["bench", "rarebench", "--out", str(tmp_path / "run"), "--method", "seedselect"]) == 1
     assert "is not implemented yet" in capsys.readouterr().err
 
 

@@ -1,9 +1,9 @@
 """Generation methods a RareBench run can use: a name -> a factory that builds, once per process,
 the function rendering one image for (prompt, seed).
 
-`sd` is plain sampling from the seed's noise (the baseline of every paper here). The lead wires
-`r2f` (issue 7) and `seedselect` (issue 5) by calling `register(name, factory, replace=True)` from
-those modules; until then they fail before any work starts, with a hint.
+`sd` is plain sampling from the seed's noise (the baseline of every paper here); `r2f` plans each
+prompt with an LLM (cached on disk, so a resumed run asks nothing twice) and samples with the R2F
+schedule from the same noise. Methods not wired yet fail before any work starts, with a hint.
 """
 
 from __future__ import annotations
@@ -91,6 +91,55 @@ def _sd(context: MethodContext) -> Generate:
     return generate
 
 
+def _r2f(context: MethodContext) -> Generate:
+    """Rare-to-Frequent (Park et al., ICLR 2025). Planner settings come from `context.options`
+    (llm_backend, llm_model, llm_base_url), which the run's config.json records."""
+    from rarecli.backbones.loading import latent_shape, load_pipeline
+    from rarecli.llm.planner import PlannerSettings, make_planner
+    from rarecli.methods.r2f.sampler import DEFAULT_GUIDANCE as R2F_GUIDANCE
+    from rarecli.methods.r2f.sampler import DEFAULT_STEPS as R2F_STEPS
+    from rarecli.methods.r2f.sampler import FAMILIES, encode_schedule, sample_r2f, sampler_name
+    from rarecli.methods.r2f.schedule import build_schedule, family_key
+    from rarecli.seeds.noise import noise_from_seed
+
+    loaded = load_pipeline(
+        context.model, context.manager, context.revision, families=set(FAMILIES), purpose="rare bench --method r2f"
+    )
+    options = context.options
+    planner = make_planner(
+        PlannerSettings(
+            backend=options.get("llm_backend", "openai"),
+            llm_model=options.get("llm_model"),
+            base_url=options.get("llm_base_url"),
+        )
+    )
+    shape = latent_shape(loaded.ref)
+    key = family_key(loaded.family)
+    steps = context.steps or R2F_STEPS
+    guidance = R2F_GUIDANCE[key] if context.guidance is None else context.guidance
+    base = {
+        "steps": steps,
+        "guidance": guidance,
+        "family": loaded.family,
+        "latent_shape": list(shape),
+        "sampler": sampler_name(loaded),
+    }
+    prepared: dict[str, tuple[Any, Any, Any]] = {}  # prompt -> (plan, schedule, embeddings), reused across seeds
+
+    def generate(prompt: str, seed: int) -> Generated:
+        if prompt not in prepared:
+            plan = planner.plan(prompt)
+            schedule = build_schedule(plan, loaded.family, steps)
+            prepared.clear()  # items come prompt by prompt: keep one prompt's embeddings, not all of them
+            prepared[prompt] = (plan, schedule, encode_schedule(loaded, schedule, guidance, None))
+        plan, schedule, conds = prepared[prompt]
+        image = sample_r2f(loaded, schedule, conds, noise_from_seed(seed, shape), guidance)
+        settings = {**base, "plan": plan.to_json(), "schedule": schedule.to_json()}
+        return Generated(image, settings, loaded.ref.to_meta())
+
+    return generate
+
+
 def _not_yet(method: str, issue: str) -> Factory:
     command = f"bench rarebench --method {method}"
 
@@ -102,5 +151,5 @@ def _not_yet(method: str, issue: str) -> Factory:
 
 
 register("sd", _sd)
-register("r2f", _not_yet("r2f", "issue 7"))
+register("r2f", _r2f)
 register("seedselect", _not_yet("seedselect", "issue 5"))

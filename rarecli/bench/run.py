@@ -61,6 +61,8 @@ class RunConfig:
     dtype: str = "auto"
     offload: bool = False
     definition: Path | None = None  # None: the packaged rarebench/rarebench.yaml (or RARE_RAREBENCH_DEFINITION)
+    # Method-specific settings (r2f: llm_backend, llm_model, llm_base_url); part of the run's identity.
+    method_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,9 @@ def _identity(config: RunConfig, definition: Definition, files: list[PromptFile]
             "steps": config.steps,
             "guidance": config.guidance,
             "dtype": dtype,
+            "options": {
+                k: (_without_credentials(v) if k.endswith("url") else v) for k, v in config.method_options.items()
+            },
         },
         "seed_policy": seed_policy(config.seed),
         "judge": judges_mod.identity(config.judge, config.judge_model, definition),
@@ -344,7 +349,12 @@ def run_benchmark(config: RunConfig) -> RunResult:
         from rarecli.io.images import a1111_parameters, save_png
 
         context = methods_mod.MethodContext(
-            config.model, config.revision, manager, steps=config.steps, guidance=config.guidance
+            config.model,
+            config.revision,
+            manager,
+            steps=config.steps,
+            guidance=config.guidance,
+            options=dict(config.method_options),
         )
         generate = methods_mod.build(config.method, context)
         with progress(f"generating ({config.method})", total=len(to_draw)) as bar:

@@ -54,6 +54,22 @@ def rarebench(
             "--guidance", min=0.0, help="Classifier-free guidance [default: per model].", rich_help_panel=_GEN
         ),
     ] = None,
+    llm_backend: Annotated[
+        str,
+        typer.Option("--llm-backend", help="r2f planner: openai or llama.", rich_help_panel=_GEN),
+    ] = "openai",
+    llm_model: Annotated[
+        str | None,
+        typer.Option(
+            "--llm-model",
+            help="r2f planner model: openai name [gpt-4o], or for llama a GGUF path, REPO/FILE.gguf or smollm2.",
+            rich_help_panel=_GEN,
+        ),
+    ] = None,
+    llm_base_url: Annotated[
+        str | None,
+        typer.Option("--llm-base-url", help="r2f planner: OpenAI-compatible server URL.", rich_help_panel=_GEN),
+    ] = None,
     judge: Annotated[
         str,
         typer.Option(
@@ -130,6 +146,11 @@ def rarebench(
             device=device,
             dtype=dtype,
             offload=offload,
+            method_options=(
+                {"llm_backend": llm_backend, "llm_model": llm_model, "llm_base_url": llm_base_url}
+                if method == "r2f"
+                else {}
+            ),
         )
     )
     if result.summary_path is None:  # not the main process: it prints nothing

@@ -347,25 +347,31 @@ def make_backend(settings: PlannerSettings) -> Backend:
     raise InputError(f"unknown LLM backend {settings.backend!r}", hint="use openai or llama")
 
 
-def plan_prompts(prompts: Iterable[str], settings: PlannerSettings) -> Iterator[Plan]:
-    """Plan each non-blank prompt in order (the backend is set up once, on the first prompt)."""
+def make_planner(settings: PlannerSettings) -> Planner:
+    """A planner with the backend, disk cache and retry policy that `settings` describe."""
     from rarecli.llm.cache import ResponseCache
 
+    return Planner(
+        make_backend(settings),
+        cache=ResponseCache(settings.cache_folder),
+        max_attempts=settings.attempts,
+        use_cache=settings.use_cache,
+    )
+
+
+def plan_prompts(prompts: Iterable[str], settings: PlannerSettings) -> Iterator[Plan]:
+    """Plan each non-blank prompt in order (the backend is set up once, on the first prompt)."""
     planner: Planner | None = None
     for prompt in prompts:
         if not prompt.strip():
             continue
         if planner is None:
-            planner = Planner(
-                make_backend(settings),
-                cache=ResponseCache(settings.cache_folder),
-                max_attempts=settings.attempts,
-                use_cache=settings.use_cache,
-            )
+            planner = make_planner(settings)
         yield planner.plan(prompt)
 
 
 __all__ = [
+    "make_planner",
     "Backend",
     "Constraint",
     "InvalidAnswer",

@@ -1,0 +1,295 @@
+"""What `rare interpolate` and `rare centroid` do, as library calls: read the seeds, compute, optionally
+render, write seed files (and one PNG strip).
+
+Everything that can be wrong with the input is checked before anything is written, and the images are
+rendered (and the strip composed) in memory before the first file appears, so bad input or a failed
+render leaves the output folder untouched.
+Geometry: NAO, Samuel et al., NeurIPS 2023 (arXiv 2306.08687); see rarecli/seeds/paths.py and
+rarecli/seeds/centroid.py.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rarecli.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from rarecli.backbones.loading import LoadedPipeline
+    from rarecli.runtime.device import DeviceManager
+
+# Pipelines methods/sample.sample can render from an explicit initial noise.
+RENDER_FAMILIES = {"StableDiffusionPipeline", "StableDiffusionXLPipeline", "StableDiffusion3Pipeline"}
+
+
+@dataclass
+class RenderOptions:
+    prompt: str
+    steps: int = 30
+    guidance: float | None = None
+
+
+@dataclass
+class InterpolateConfig:
+    a: str
+    b: str
+    method: str = "nao"
+    steps: int = 8
+    n_points: int = 50
+    model: str = "stabilityai/stable-diffusion-2-1-base"
+    revision: str | None = None
+    out: Path = Path("out/interpolate")
+    render: RenderOptions | None = None
+
+
+@dataclass
+class CentroidConfig:
+    seeds: list[str]
+    method: str = "nao"
+    n_points: int = 50
+    model: str = "stabilityai/stable-diffusion-2-1-base"
+    revision: str | None = None
+    out: Path = Path("out/centroid")
+    render: RenderOptions | None = None
+
+
+@dataclass
+class GeometryResult:
+    command: str
+    method: str
+    sources: list[dict[str, Any]]
+    seeds: list[Path]
+    positions: list[float] | None = None
+    grid: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [*self.seeds, *([self.grid] if self.grid else [])]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"command": self.command, "method": self.method, "sources": self.sources}
+        if self.positions is not None:
+            out["seeds"] = [{"path": str(p), "t": t} for p, t in zip(self.seeds, self.positions, strict=True)]
+        else:
+            out["seeds"] = [{"path": str(p)} for p in self.seeds]
+        out["grid"] = str(self.grid) if self.grid else None
+        return {**out, **self.extra}
+
+
+def _read_seeds(
+    args: list[str], model: str, revision: str | None, need_model_shape: bool
+) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
+    """Parse every seed argument. Integer seeds take --model's latent shape (read from its configs, no
+    weights); seed files are checked against it too when it is known, and against each other always."""
+    from rarecli.seeds.noise import parse_seed_arg
+    from rarecli.seeds.paths import check_seeds
+
+    shape = None
+    if need_model_shape or any(a.strip().isdigit() for a in args):
+        from rarecli.backbones.loading import latent_shape
+
+        shape = latent_shape(model, revision=revision)
+    parsed = [parse_seed_arg(arg, shape) for arg in args]
+    tensors, sources = [t for t, _ in parsed], [s for _, s in parsed]
+    check_seeds(tensors, [str(s.get("file", s.get("seed"))) for s in sources])
+    return tensors, sources
+
+
+def _label(sources: list[dict[str, Any]]) -> str:
+    """The `{seed}` part of output names: the integer seeds (or file stems) joined by '-'."""
+    from rarecli.io.naming import slugify
+
+    parts = [str(s["seed"]) if "file" not in s else slugify(Path(s["file"]).stem, 16) for s in sources]
+    label = "-".join(parts)
+    return label if len(label) <= 32 else f"{len(sources)}seeds"
+
+
+def _check_prompt(render: RenderOptions | None) -> None:
+    if render is not None and not render.prompt.strip():
+        raise InputError("the --render prompt is empty")
+
+
+def _load_for_render(config, manager: DeviceManager | None) -> LoadedPipeline:
+    from rarecli.backbones.loading import load_pipeline
+    from rarecli.runtime.device import DeviceManager
+
+    return load_pipeline(
+        config.model,
+        manager or DeviceManager(),
+        config.revision,
+        families=RENDER_FAMILIES,
+        purpose="--render",
+    )
+
+
+def _render_all(loaded: LoadedPipeline, render: RenderOptions, seeds: list[torch.Tensor]) -> list[Image.Image]:
+    from rarecli.log import progress
+    from rarecli.methods.sample import sample
+
+    images = []
+    with progress("rendering", total=len(seeds)) as bar:
+        for seed in seeds:
+            images.append(sample(loaded, render.prompt, seed, steps=render.steps, guidance=render.guidance))
+            bar.advance()
+    return images
+
+
+def _write(
+    folder: Path,
+    label: str,
+    method: str,
+    kind: str,
+    seeds: list[torch.Tensor],
+    metas: list[dict[str, Any]],
+    render: RenderOptions | None,
+    images: list[Image.Image] | None,
+    captions: list[str],
+    grid_meta: dict[str, Any],
+    loaded: LoadedPipeline | None,
+) -> tuple[list[Path], Path | None]:
+    from rarecli.io.naming import write_numbered
+    from rarecli.seeds.files import seed_bytes
+
+    slug = render.prompt if render is not None else kind
+    blobs = [seed_bytes(tensor, meta) for tensor, meta in zip(seeds, metas, strict=True)]
+    grid = None
+    if render is not None and images is not None and loaded is not None:
+        from rarecli.io.grid import make_grid
+
+        grid = make_grid(images, labels=captions)
+    paths = [
+        write_numbered(folder, label, method, slug, ".safetensors", lambda p, data=data: _write_bytes(p, data))
+        for data in blobs
+    ]
+    grid_path = None
+    if grid is not None and render is not None and loaded is not None:
+        from rarecli.io.images import a1111_parameters, save_numbered_png
+        from rarecli.methods.sample import DEFAULT_GUIDANCE, settings_text
+
+        guidance = DEFAULT_GUIDANCE.get(loaded.family, 7.5) if render.guidance is None else render.guidance
+        settings = settings_text(loaded.family, render.steps, guidance, label, loaded.ref.name)
+        rare = {
+            **grid_meta,
+            "prompt": render.prompt,
+            "seed": label,
+            "seed_files": [str(p) for p in paths],
+            "render": {"steps": render.steps, "guidance": guidance},
+            **loaded.ref.to_meta(),
+        }
+        grid_path = save_numbered_png(
+            folder,
+            grid,
+            seed=label,
+            method=f"{method}-strip",
+            prompt=render.prompt,
+            parameters=a1111_parameters(render.prompt, settings),
+            rare=rare,
+        )
+    return paths, grid_path
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    from rarecli.io.atomic import write_new
+
+    return write_new(path, lambda fh: fh.write(data))
+
+
+def interpolate(config: InterpolateConfig, manager: DeviceManager | None = None) -> GeometryResult:
+    """Seeds along the path from A to B (ends included), written as seed files; optionally rendered."""
+    import torch
+
+    from rarecli.log import info
+    from rarecli.seeds.paths import PATH_METHODS, interpolate
+
+    if config.method not in PATH_METHODS:
+        raise InputError(f"unknown method {config.method!r}", hint="use one of: " + ", ".join(PATH_METHODS))
+    if config.steps < 2:
+        raise InputError(f"--steps must be at least 2, the two ends (got {config.steps})")
+    if config.method == "nao" and config.n_points < 3:
+        raise InputError(f"--points must be at least 3 (got {config.n_points})")
+    _check_prompt(config.render)
+    (a, b), sources = _read_seeds([config.a, config.b], config.model, config.revision, config.render is not None)
+    loaded = _load_for_render(config, manager) if config.render is not None else None
+
+    start = time.perf_counter()
+    seeds, positions = interpolate(a, b, config.steps, config.method, n_points=config.n_points)
+    info(f"{config.method} path of {config.steps} seeds in {time.perf_counter() - start:.2f} s")
+    seeds_list = [s.to(torch.float32) for s in seeds.unbind(0)]
+    ts = [round(float(t), 6) for t in positions]
+    images = _render_all(loaded, config.render, seeds_list) if loaded is not None and config.render else None
+
+    hyper = {"steps": config.steps, **({"n_points": config.n_points} if config.method == "nao" else {})}
+    metas = [
+        {
+            "command": "interpolate",
+            "method": config.method,
+            "sources": sources,
+            "t": t,
+            "position": i,
+            "hyper": hyper,
+        }
+        for i, t in enumerate(ts)
+    ]
+    label = _label(sources)
+    paths, grid = _write(
+        config.out,
+        label,
+        config.method,
+        "interpolate",
+        seeds_list,
+        metas,
+        config.render,
+        images,
+        [f"t={t:.2f}" for t in ts],
+        {"command": "interpolate", "method": config.method, "sources": sources, "t": ts, "hyper": hyper},
+        loaded,
+    )
+    return GeometryResult("interpolate", config.method, sources, paths, ts, grid)
+
+
+def centroid(config: CentroidConfig, manager: DeviceManager | None = None) -> GeometryResult:
+    """The centroid of two or more seeds, written as a seed file; optionally rendered beside the inputs."""
+    import torch
+
+    from rarecli.log import info
+    from rarecli.seeds.centroid import CENTROID_METHODS, centroid
+
+    if config.method not in CENTROID_METHODS:
+        raise InputError(f"unknown method {config.method!r}", hint="use one of: " + ", ".join(CENTROID_METHODS))
+    if len(config.seeds) < 2:
+        raise InputError(f"a centroid needs at least two seeds (got {len(config.seeds)})")
+    if config.method == "nao" and config.n_points < 3:
+        raise InputError(f"--points must be at least 3 (got {config.n_points})")
+    _check_prompt(config.render)
+    tensors, sources = _read_seeds(config.seeds, config.model, config.revision, config.render is not None)
+    loaded = _load_for_render(config, manager) if config.render is not None else None
+
+    start = time.perf_counter()
+    c = centroid(tensors, config.method, n_points=config.n_points).to(torch.float32)
+    info(f"{config.method} centroid of {len(tensors)} seeds in {time.perf_counter() - start:.2f} s")
+    images = _render_all(loaded, config.render, [*tensors, c]) if loaded is not None and config.render else None
+
+    hyper = {"n_points": config.n_points} if config.method == "nao" else {}
+    meta = {"command": "centroid", "method": config.method, "sources": sources, "hyper": hyper}
+    captions = [f"seed {s['seed']}" if "file" not in s else Path(s["file"]).stem for s in sources] + ["centroid"]
+    paths, grid = _write(
+        config.out,
+        _label(sources),
+        config.method,
+        "centroid",
+        [c],
+        [meta],
+        config.render,
+        images,
+        captions,
+        meta,
+        loaded,
+    )
+    return GeometryResult("centroid", config.method, sources, paths, None, grid)
