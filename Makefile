@@ -23,6 +23,8 @@ demo:
 	$(BIN)/rare seedselect "a hairy frog" --method sd --model tiny-sd --num-images 2 --out $(DEMO)/sd
 	@# SeedSelect needs reference images: tiny-sd renders three from fixed seeds (offline, once).
 	$(BIN)/python -m rarecli.methods.demo_refs $(DEMO)/refs
+	$(BIN)/rare seedselect "a hairy frog" --refs $(DEMO)/refs --model tiny-sd --method nao-seedselect \
+		--inner-steps 4 --num-images 2 --out $(DEMO)/nao-seedselect
 	$(BIN)/rare seedselect "a hairy frog" --refs $(DEMO)/refs --model tiny-sd --inner-steps 4 --iters 5 \
 		--num-images 2 --out $(DEMO)/seedselect
 
