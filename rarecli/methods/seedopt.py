@@ -84,7 +84,8 @@ class Objective:
         n = len(self.schedule)
         weights = semantic_weights(n)
         first = n - len(weights)
-        semantic_at = checkpointed(self.semantic, self.checkpoint)
+        grad = seeds.requires_grad and torch.is_grad_enabled()
+        semantic_at = checkpointed(self.semantic, self.checkpoint and grad)
         semantic = torch.zeros(seeds.shape[0], device=seeds.device)
         x = seeds
         for i, x in trajectory(self.loaded, seeds, self.text, self.schedule, checkpoint=self.checkpoint):
