@@ -142,8 +142,8 @@ def checkpointed(fn: Callable[..., torch.Tensor], enabled: bool) -> Callable[...
 
     def run(*args: Any) -> torch.Tensor:
         # Reentrant: its forward runs under no_grad, while the non-reentrant variant calls a Python
-        # hook on every saved tensor; on the CPU (tiny-sd, 20 steps) that made an iteration ~1.6x the
-        # cost of no checkpointing against ~1.3x here, for identical gradients (a test checks them).
+        # hook on every saved tensor; on the CPU (tiny-sd, 20 steps) the denoising loop then cost ~1.6x
+        # its unchecked time against ~1.3x here, for identical gradients (a test checks them).
         # Both restore the autocast state on recompute. The latent input always requires grad here,
         # which reentrant checkpointing needs; no RNG is drawn in a step (eta = 0), so none is kept.
         return checkpoint(fn, *args, use_reentrant=True, preserve_rng_state=False)
