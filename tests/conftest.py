@@ -11,6 +11,10 @@ import pytest
 
 # Set before anything imports huggingface_hub: tests must never reach the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# One OpenMP thread (inherited by the CLI subprocesses): the tiny models gain nothing from more, and
+# with two threads a run slows down ~15x whenever another process holds a core (measured: a 30-iteration
+# seedselect took 18 s with one thread, 267 s with two, beside one busy process on 2 cores).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RARE_CACHE_DIR", tempfile.mkdtemp(prefix="rare-test-cache-"))
 os.environ["RARE_CONFIG"] = os.path.join(os.environ["RARE_CACHE_DIR"], "no-config.yaml")
 os.environ.pop("RARE_DEBUG", None)

@@ -326,10 +326,29 @@ def test_sd_method_draws_with_every_pipeline_family(model, cpu):
     assert made.model_meta["model"] == model
 
 
-def test_methods_not_yet_wired_fail_before_any_work(data, tmp_path, capsys):
-    assert run(bench_args(tmp_path / "ss", data, "--method", "seedselect")) == 1
-    err = capsys.readouterr().err
-    assert "not implemented yet" in err and "issue 5" in err
+def test_seedselect_method_uses_per_prompt_references_and_records_missing_ones(data, tmp_path):
+    """--method seedselect: references come from --refs-root/<prompt slug>; a prompt without a folder
+    is recorded as failed with that reason, and the run goes on."""
+    from rarecli.io.naming import slugify
+    from rarecli.methods.demo_refs import render_refs
+
+    refs_root = tmp_path / "refs"
+    render_refs(refs_root / slugify("a frog with fur"))  # S-property's first prompt; M-and's has none
+    out = tmp_path / "ss"
+    assert run(bench_args(out, data, "--method", "seedselect", "--refs-root", str(refs_root), "--limit", "1")) == 0
+    records = items(out)
+    by_category = {r["category"]: r for r in records.values()}
+    assert by_category["S-property"]["status"] == "ok"
+    assert by_category["M-and"]["status"] == "failed"
+    assert "no reference folder" in by_category["M-and"]["reason"]
+    # The method's own outputs (optimised seed, loss curve) are kept inside the run folder.
+    assert list((out / "method" / "seedselect").rglob("*.safetensors"))
+    assert list((out / "method" / "seedselect").rglob("*.run.json"))
+
+
+def test_seedselect_without_references_fails_before_any_work(data, tmp_path, capsys):
+    assert run(bench_args(tmp_path / "ss", data, "--method", "nao-seedselect")) == 1
+    assert "--refs-root" in capsys.readouterr().err
     assert not (tmp_path / "ss").exists()
 
 

@@ -40,9 +40,9 @@ def test_unavailable_device_is_a_handled_error():
     assert "Error: --device cuda:3" in out.stderr
 
 
-def test_not_implemented_says_so_clearly(tmp_path, capsys):
-    assert run(["bench", "rarebench", "--out", str(tmp_path / "run"), "--method", "seedselect"]) == 1
-    assert "is not implemented yet" in capsys.readouterr().err
+def test_unknown_bench_method_is_a_handled_error(tmp_path, capsys):
+    assert run(["bench", "rarebench", "--out", str(tmp_path / "run"), "--method", "dreambooth"]) == 1
+    assert "Error: unknown method 'dreambooth'" in capsys.readouterr().err
 
 
 def test_rare_debug_shows_traceback(tmp_path):

@@ -3,16 +3,17 @@ the function rendering one image for (prompt, seed).
 
 `sd` is plain sampling from the seed's noise (the baseline of every paper here); `r2f` plans each
 prompt with an LLM (cached on disk, so a resumed run asks nothing twice) and samples with the R2F
-schedule from the same noise. Methods not wired yet fail before any work starts, with a hint.
+schedule from the same noise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rarecli.errors import InputError, NotImplementedYet
+from rarecli.errors import InputError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -30,6 +31,8 @@ class MethodContext:
     steps: int | None = None
     guidance: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # Where a method may keep what it makes besides the image (seedselect: seeds, loss curves).
+    work_dir: Path | None = None
 
 
 @dataclass
@@ -44,12 +47,25 @@ Generate = Callable[[str, int], Generated]
 Factory = Callable[[MethodContext], Generate]
 
 METHODS: dict[str, Factory] = {}
+# Checks of a method's options that must fail before the run folder exists or any model loads.
+VALIDATORS: dict[str, Callable[[dict[str, Any]], None]] = {}
 
 
-def register(name: str, factory: Factory, *, replace: bool = False) -> None:
+def register(
+    name: str, factory: Factory, *, validate: Callable[[dict[str, Any]], None] | None = None, replace: bool = False
+) -> None:
     if name in METHODS and not replace:
         raise ValueError(f"method {name!r} is already registered")
     METHODS[name] = factory
+    if validate is not None:
+        VALIDATORS[name] = validate
+
+
+def validate(name: str, options: dict[str, Any]) -> None:
+    """Fail early, with a hint, for an unknown method or options it cannot work with."""
+    factory(name)
+    if name in VALIDATORS:
+        VALIDATORS[name](options)
 
 
 def build(name: str, context: MethodContext) -> Generate:
@@ -57,12 +73,9 @@ def build(name: str, context: MethodContext) -> Generate:
 
 
 def factory(name: str) -> Factory:
-    """The factory of `name`; fails at once (before any work) for unknown or not-yet-wired methods."""
+    """The factory of `name`; fails at once (before any work) for an unknown method."""
     if name not in METHODS:
         raise InputError(f"unknown method {name!r} for RareBench", hint="choose from: " + ", ".join(METHODS))
-    pending = getattr(METHODS[name], "not_yet", None)
-    if pending is not None:
-        raise NotImplementedYet(*pending)
     return METHODS[name]
 
 
@@ -140,16 +153,70 @@ def _r2f(context: MethodContext) -> Generate:
     return generate
 
 
-def _not_yet(method: str, issue: str) -> Factory:
-    command = f"bench rarebench --method {method}"
+def _check_refs_root(options: dict[str, Any]) -> None:
+    refs_root = options.get("refs_root")
+    if not refs_root:
+        raise InputError(
+            "seedselect needs reference images: --refs-root DIR with one folder per prompt",
+            hint="name each folder after the prompt's slug, e.g. DIR/a-hairy-frog/ for 'A hairy frog'",
+        )
+    if not Path(refs_root).is_dir():
+        raise InputError(f"--refs-root {refs_root} is not a folder")
 
-    def unavailable(context: MethodContext) -> Generate:
-        raise NotImplementedYet(command, issue)
 
-    unavailable.not_yet = (command, issue)  # type: ignore[attr-defined]
-    return unavailable
+def _seedselect(method: str) -> Factory:
+    """SeedSelect / NAO-SeedSelect (Samuel et al., AAAI 2024; NeurIPS 2023) on RareBench.
+
+    RareBench has no reference images, so the user supplies them: `refs_root/<prompt slug>/` holds the
+    references of each prompt (an item whose folder is missing fails with that reason; the run goes
+    on). The optimised seed, its loss curve and the method's own PNG stay under `work_dir`.
+    """
+
+    def factory(context: MethodContext) -> Generate:
+        from PIL import Image
+
+        from rarecli.io.naming import slugify
+        from rarecli.methods.seedselect import SeedSelectConfig, run
+
+        _check_refs_root(context.options)
+        refs_root = Path(context.options["refs_root"])
+        work = context.work_dir or Path("out/bench-seedselect")
+
+        def generate(prompt: str, seed: int) -> Generated:
+            refs = refs_root / slugify(prompt)
+            if not refs.is_dir():
+                raise InputError(f"no reference folder for this prompt: {refs}")
+            config = SeedSelectConfig(
+                prompt=prompt,
+                refs=refs,
+                method=method,
+                model=context.model,
+                revision=context.revision,
+                inner_steps=context.steps or SeedSelectConfig.inner_steps,
+                guidance=context.guidance,
+                seed=seed,
+                out=work / slugify(prompt),
+            )
+            result = run(config, context.manager)
+            with Image.open(result.images[0]) as image:
+                image.load()
+                made = image.copy()
+            settings = {
+                "inner_steps": config.inner_steps,
+                "guidance": context.guidance,
+                "refs": str(refs),
+                "seed_file": str(result.seeds[0]),
+                "run": str(result.runs[0]) if result.runs else None,
+                "loss": result.losses[0] if result.losses else None,
+            }
+            return Generated(made, settings, {"model": context.model, "model_revision": context.revision})
+
+        return generate
+
+    return factory
 
 
 register("sd", _sd)
 register("r2f", _r2f)
-register("seedselect", _not_yet("seedselect", "issue 5"))
+register("seedselect", _seedselect("seedselect"), validate=_check_refs_root)
+register("nao-seedselect", _seedselect("nao-seedselect"), validate=_check_refs_root)

@@ -277,7 +277,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
 
     definition = load_definition(config.definition)
     categories = definition.select(config.categories)
-    methods_mod.factory(config.method)  # unknown names fail before any work
+    methods_mod.validate(config.method, config.method_options)  # bad method settings fail before any work
     judges_mod.check_name(config.judge)
     if config.images_per_prompt < 1 or (config.limit is not None and config.limit < 1):
         raise InputError("--images-per-prompt and --limit must be at least 1")
@@ -355,6 +355,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
             steps=config.steps,
             guidance=config.guidance,
             options=dict(config.method_options),
+            work_dir=run_dir / "method" / config.method,
         )
         generate = methods_mod.build(config.method, context)
         with progress(f"generating ({config.method})", total=len(to_draw)) as bar:

@@ -27,7 +27,7 @@ def rarebench(
     ],
     method: Annotated[
         str,
-        typer.Option("--method", help="sd (plain sampling), r2f or seedselect.", rich_help_panel=_GEN),
+        typer.Option("--method", help="sd (plain sampling), r2f, seedselect or nao-seedselect.", rich_help_panel=_GEN),
     ] = "sd",
     model: Model = "stabilityai/stable-diffusion-3-medium-diffusers",
     revision: Revision = None,
@@ -69,6 +69,16 @@ def rarebench(
     llm_base_url: Annotated[
         str | None,
         typer.Option("--llm-base-url", help="r2f planner: OpenAI-compatible server URL.", rich_help_panel=_GEN),
+    ] = None,
+    refs_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--refs-root",
+            file_okay=False,
+            help="seedselect / nao-seedselect: folder with one subfolder of reference images per prompt, "
+            "named after the prompt's slug (e.g. a-hairy-frog/).",
+            rich_help_panel=_GEN,
+        ),
     ] = None,
     judge: Annotated[
         str,
@@ -149,6 +159,8 @@ def rarebench(
             method_options=(
                 {"llm_backend": llm_backend, "llm_model": llm_model, "llm_base_url": llm_base_url}
                 if method == "r2f"
+                else {"refs_root": str(refs_root.resolve()) if refs_root else None}
+                if method in ("seedselect", "nao-seedselect")
                 else {}
             ),
         )
