@@ -41,9 +41,12 @@ def resolve(model: str, revision: str | None = None, kind: str = "pipeline") -> 
                 hint="`rare models` lists what each embedded backbone is",
             )
         folder = ensure_built(entry)
-        from rarecli.backbones.tiny import RECIPE_VERSION
-
-        return ModelRef(model, "embedded", str(folder), revision=f"r{RECIPE_VERSION}")
+        if not entry.built:
+            raise RareError(
+                f"{model}: its packaged weights are missing from {folder}",
+                hint="rebuild them with `make toy-world`, or reinstall rare",
+            )
+        return ModelRef(model, "embedded", str(folder), revision=entry.revision)
     path = Path(model).expanduser()
     if path.exists() or model.startswith((".", "/", "~")):
         if not path.is_dir():

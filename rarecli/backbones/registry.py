@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rarecli.backbones.toy import CLIP_DIR as _TOY_CLIP_DIR
+from rarecli.backbones.toy import PIPELINE_DIR as _TOY_PIPELINE_DIR
 from rarecli.paths import cache_dir
 
 
@@ -37,6 +39,21 @@ class Embedded:
         from rarecli.backbones.tiny import RECIPE_VERSION
 
         return cache_dir() / "backbones" / f"{self.name}-r{RECIPE_VERSION}"
+
+    @property
+    def revision(self) -> str:
+        """What output metadata records: the recipe version, or for packaged weights the first 12 hex
+        digits of the SHA-256 of the manifest beside them (which lists every file's SHA-256)."""
+        if self.packaged is None:
+            from rarecli.backbones.tiny import RECIPE_VERSION
+
+            return f"r{RECIPE_VERSION}"
+        import hashlib
+
+        manifest = self.packaged.parent / "manifest.json"
+        if not manifest.is_file():
+            return "unversioned"
+        return "sha256:" + hashlib.sha256(manifest.read_bytes()).hexdigest()[:12]
 
     @property
     def built(self) -> bool:
@@ -83,6 +100,20 @@ EMBEDDED: dict[str, Embedded] = {
             "CLIPModel",
             "random-weight CLIP image/text model for losses and the offline judge",
             _recipe("tiny-clip"),
+        ),
+        Embedded(
+            "toy-digits",
+            "pipeline",
+            "StableDiffusionPipeline",
+            "trained toy world: 8x8 handwritten digits, long-tailed (rare: 5-9), DDIM (make toy-world)",
+            packaged=_TOY_PIPELINE_DIR,
+        ),
+        Embedded(
+            "toy-clip",
+            "clip",
+            "CLIPModel",
+            "trained toy CLIP for toy-digits, balanced digits; preprocessing in rare_clip.json",
+            packaged=_TOY_CLIP_DIR,
         ),
     )
 }
