@@ -107,6 +107,7 @@ EMBEDDED: dict[str, Embedded] = {
             "StableDiffusionPipeline",
             "trained toy world: 8x8 handwritten digits, long-tailed (rare: 5-9), DDIM (make toy-world)",
             packaged=_TOY_PIPELINE_DIR,
+            clip="toy-clip",
         ),
         Embedded(
             "toy-clip",
