@@ -316,7 +316,9 @@ def evaluate(
 
 
 def _trajectory(world: ToyWorld, digit: int, checkpoints: list[dict[int, Image.Image]]) -> dict[str, Any]:
-    """Accuracy after each checkpointed iteration, and per seed the first iteration judged correct."""
+    """Accuracy after each checkpointed iteration, the fraction of seeds judged correct at some
+    checkpoint, and the median first such iteration (a later checkpoint may be wrong again: the final
+    image's accuracy is the `accuracy` field)."""
     import numpy as np
 
     steps = sorted({k for c in checkpoints for k in c})
