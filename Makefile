@@ -6,6 +6,7 @@ BIN    := $(VENV)/bin
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_CUDA=OFF
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 DEMO   ?= out/demo
+TOY_REFS := rarecli/backbones/toy/weights/refs
 
 .PHONY: install demo test test-all lint bench-perf toy-world eval-toy clean
 
@@ -20,13 +21,13 @@ install:
 
 demo:
 	@mkdir -p $(DEMO)
-	$(BIN)/rare seedselect "a hairy frog" --method sd --model tiny-sd --num-images 2 --out $(DEMO)/sd
-	@# SeedSelect needs reference images: tiny-sd renders three from fixed seeds (offline, once).
-	$(BIN)/python -m rarecli.methods.demo_refs $(DEMO)/refs
-	$(BIN)/rare seedselect "a hairy frog" --refs $(DEMO)/refs --model tiny-sd --method nao-seedselect \
-		--inner-steps 4 --num-images 2 --out $(DEMO)/nao-seedselect
-	$(BIN)/rare seedselect "a hairy frog" --refs $(DEMO)/refs --model tiny-sd --inner-steps 4 --iters 5 \
-		--num-images 2 --out $(DEMO)/seedselect
+	@# The toy world (trained, committed): "seven" is a rare class. Plain sampling, then SeedSelect and
+	@# NAO-SeedSelect from five held-out sevens (the toy CLIP is picked by --clip-model auto).
+	$(BIN)/rare seedselect "a handwritten digit seven" --method sd --model toy-digits --num-images 2 --out $(DEMO)/sd
+	$(BIN)/rare seedselect "a handwritten digit seven" --refs $(TOY_REFS)/seven --model toy-digits \
+		--method nao-seedselect --inner-steps 10 --num-images 2 --out $(DEMO)/nao-seedselect
+	$(BIN)/rare seedselect "a handwritten digit seven" --refs $(TOY_REFS)/seven --model toy-digits \
+		--inner-steps 10 --iters 10 --num-images 2 --out $(DEMO)/seedselect
 
 test:
 	$(BIN)/python -m pytest -q -x -p no:cacheprovider
