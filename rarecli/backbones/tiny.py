@@ -54,10 +54,25 @@ def _vae(**overrides):
     return AutoencoderKL(**{**config, **overrides})
 
 
+def sd21_ddim_scheduler() -> Any:
+    """SD2.1-base's DDIM settings (what SeedSelect uses)."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type="epsilon",
+    )
+
+
 def build_tiny_sd() -> Any:
     """StableDiffusionPipeline shaped like SD2.1-base at 1/8 scale: 64x64 images, 4x8x8 seeds."""
     import torch
-    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
     from rarecli.backbones.tokenizers import clip_tokenizer
@@ -77,16 +92,7 @@ def build_tiny_sd() -> Any:
     )
     vae = _vae()
     text_encoder = CLIPTextModel(_clip_text_config(projection=False))
-    # SD2.1-base's scheduler settings (what SeedSelect uses).
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        prediction_type="epsilon",
-    )
+    scheduler = sd21_ddim_scheduler()
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,

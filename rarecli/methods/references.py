@@ -18,13 +18,13 @@ All references are used (the authors' code keeps two, chosen by directory order)
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rarecli.errors import InputError
+from rarecli.io.hashing import file_sha256
 
 if TYPE_CHECKING:
     import torch
@@ -42,14 +42,6 @@ class Reference:
 
     def to_meta(self) -> dict[str, str]:
         return {"file": self.path.name, "sha256": self.sha256}
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_references(folder: Path | None) -> list[Reference]:

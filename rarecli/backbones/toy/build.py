@@ -18,7 +18,6 @@ The whole build is written to a temporary folder and swapped into place at the e
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ from typing import Any
 
 from rarecli.backbones.toy import CLIP_PREPROCESS, DIGIT_WORDS, WEIGHTS_DIR, prompt_for
 from rarecli.backbones.toy.data import IMAGE_SIZE, SplitSpec
+from rarecli.io.hashing import file_sha256
 
 BUILD_VERSION = 1
 
@@ -317,18 +317,10 @@ def train_vae(images, split, hp: VaeHyper) -> tuple[Any, dict[str, Any]]:
 
 
 def ddim_scheduler():
-    """SD2.1-base's scheduler settings (what SeedSelect uses)."""
-    from diffusers import DDIMScheduler
+    """SD2.1-base's scheduler settings (what SeedSelect uses), shared with the tiny backbones."""
+    from rarecli.backbones.tiny import sd21_ddim_scheduler
 
-    return DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        prediction_type="epsilon",
-    )
+    return sd21_ddim_scheduler()
 
 
 def unet_model(hp: UnetHyper, cross_dim: int):
@@ -459,17 +451,9 @@ def write_refs(images, split, folder: Path) -> None:
             to_pil(images[i]).save(sub / f"digit{digit}_{i:04d}.png", optimize=True)
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_hashes(root: Path) -> dict[str, dict[str, Any]]:
     return {
-        str(p.relative_to(root)): {"sha256": sha256(p), "bytes": p.stat().st_size}
+        str(p.relative_to(root)): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.name != "manifest.json"
     }
