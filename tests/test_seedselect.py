@@ -136,6 +136,27 @@ def test_a_batch_optimises_its_seeds_independently(tiny_sd, clip, refs_dir):
     assert torch.allclose(together.best_seeds[1], alone.best_seeds[0], atol=1e-4)
 
 
+def test_snapshots_are_what_a_shorter_run_returns(tiny_sd, clip, refs_dir):
+    """snapshot_at=k keeps exactly the seeds `iters=k` would have returned, so an evaluation reads the
+    accuracy-vs-iterations curve off one run."""
+    init = torch.stack([noise_from_seed(s, SHAPE) for s in (6, 7)])
+    long = optimise(_objective(tiny_sd, clip, refs_dir, n=2), init, iters=5, lr=0.1, snapshot_at={0, 1, 3, 5})
+    assert set(long.snapshots) == {0, 1, 3, 5}
+    assert torch.equal(long.snapshots[0], init) and torch.equal(long.snapshots[1], init)  # only the start was scored
+    assert torch.equal(long.snapshots[5], long.best_seeds)
+    short = optimise(_objective(tiny_sd, clip, refs_dir, n=2), init, iters=3, lr=0.1)
+    assert torch.allclose(long.snapshots[3], short.best_seeds, atol=1e-6)
+    assert not torch.equal(long.snapshots[3], init)
+
+
+def test_snapshots_past_an_early_stop_get_the_final_seeds(tiny_sd, clip, refs_dir):
+    init = noise_from_seed(8, SHAPE)[None]
+    # lr 0: no iteration improves, so patience 2 stops after 3 iterations
+    out = optimise(_objective(tiny_sd, clip, refs_dir), init, iters=10, lr=0.0, patience=2, snapshot_at={2, 8})
+    assert out.stopped_early and out.iterations == 3
+    assert torch.equal(out.snapshots[8], out.best_seeds) and torch.equal(out.snapshots[2], init)
+
+
 def test_embedding_moves_towards_the_reference_centroid(tmp_path, cpu, clip, refs_dir):
     """The generated image's CLIP embedding (measured on the written PNG) gets closer to the centroid
     of the references' embeddings. Semantic loss only: on tiny-sd the appearance term is ~10^3 times

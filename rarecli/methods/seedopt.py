@@ -25,7 +25,7 @@ loop and keeps the best seeds found so far.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +108,8 @@ class OptimResult:
     stopped_early: bool = False
     iterations: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # k -> the best seeds (B, C, h, w) a run with `iters=k` would have returned (0: the starting seeds).
+    snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
 
     @property
     def seconds_per_iteration(self) -> float | None:
@@ -140,8 +142,14 @@ def optimise(
     weight_decay: float = 0.0,
     patience: int | None = None,
     on_iteration: Callable[[int, LossTerms, float], None] | None = None,
+    snapshot_at: Collection[int] = (),
 ) -> OptimResult:
     """Optimise the seeds `init` (B, C, h, w) with AdamW; return the best seed of each image.
+
+    `snapshot_at`: iteration counts k at which to keep a copy of the best seeds, i.e. what the same
+    run with `iters=k` would have returned (k=0: the starting seeds), so an evaluation can measure
+    how quality grows with iterations from one run. A count past an early stop gets the final seeds
+    (a longer budget would have stopped there too).
 
     Ctrl-C (KeyboardInterrupt) stops the loop: the best seeds so far are returned with
     `interrupted=True`, unless no iteration has finished yet (then it propagates).
@@ -164,6 +172,8 @@ def optimise(
     stale = 0
     interrupted = stopped = False
     done = 0
+    wanted = set(snapshot_at)
+    snapshots: dict[int, torch.Tensor] = {0: best_seeds.clone()} if 0 in wanted else {}
     manager.reset_peak_memory()
     try:
         for it in range(iters):
@@ -197,6 +207,8 @@ def optimise(
                     best_seeds[j] = evaluated[j]
                     best[j] = {"iteration": it, **{k: row[k] for k in ("total", "semantic", "appearance")}}
             done = it + 1
+            if done in wanted:
+                snapshots[done] = best_seeds.clone()
             if on_iteration is not None:
                 on_iteration(it, terms, timing["seconds"])
             stale = 0 if improved else stale + 1
@@ -207,6 +219,8 @@ def optimise(
         if done == 0:
             raise
         interrupted = True
+    if stopped:
+        snapshots.update({k: best_seeds.clone() for k in wanted if k > done})
     return OptimResult(
         best_seeds=best_seeds,
         best=best,
@@ -217,4 +231,5 @@ def optimise(
         interrupted=interrupted,
         stopped_early=stopped,
         iterations=done,
+        snapshots=snapshots,
     )

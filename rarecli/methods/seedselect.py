@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,9 +40,11 @@ from rarecli.errors import InputError
 
 if TYPE_CHECKING:
     import torch
+    from PIL import Image
 
     from rarecli.backbones.loading import LoadedPipeline
     from rarecli.methods.references import Reference
+    from rarecli.methods.seedopt import OptimResult
 
 METHODS = ("sd", "seedselect", "nao-seedselect")
 # The paper's defaults per method: (iterations, learning rate, guidance).
@@ -146,18 +149,33 @@ def run(config: SeedSelectConfig, manager) -> SeedSelectResult:
     prompt = clean_prompt(config.prompt)
     if config.method == "sd":
         return _plain(config, prompt, manager)
-    refs = _load_refs(config.refs)
-    return _optimise(config, prompt, refs, manager)
+    session = prepare(config, manager)
+    result = SeedSelectResult([], [], [], [])
+    size = config.batch_size or min(4, config.num_images)
+    queue = [session.plans[i : i + size] for i in range(0, len(session.plans), size)]
+    while queue:
+        batch = queue.pop(0)
+        try:
+            interrupted = session.run_batch(batch, result)
+        except Exception as exc:
+            if not _is_oom(exc) or len(batch) == 1:
+                raise
+            _free_cuda()
+            from rarecli.log import warn
 
-
-def _load_refs(folder: Path | None) -> list[Reference]:
-    from rarecli.methods.references import load_references
-
-    return load_references(folder)
+            size = len(batch) // 2
+            warn(f"out of GPU memory with {len(batch)} images per batch; retrying with {size}")
+            remaining = batch + [plan for later in queue for plan in later]
+            queue = [remaining[i : i + size] for i in range(0, len(remaining), size)]
+            continue
+        if interrupted:
+            result.interrupted = True
+            break
+    return result
 
 
 @dataclass
-class _Plan:
+class Plan:
     """One image to produce: where its seed starts and which references it matches."""
 
     index: int
@@ -167,13 +185,22 @@ class _Plan:
     subset: list[int]
 
 
-def _optimise(config: SeedSelectConfig, prompt: str, refs: list[Reference], manager) -> SeedSelectResult:
+def prepare(config: SeedSelectConfig, manager) -> Session:
+    """Everything a SeedSelect / NAO-SeedSelect run computes once: the checks, the pipeline and CLIP,
+    the text embeddings, the references' targets and where each image's seed starts (NAO: the
+    inversions and the centroid). `run` writes files from it; an evaluation can optimise and render
+    in memory (`Session.optimise`, `Session.render`)."""
     from rarecli.backbones.clip import load_clip
     from rarecli.backbones.loading import latent_shape, load_pipeline
     from rarecli.log import info
     from rarecli.methods.ddim import DdimSchedule, encode_text
-    from rarecli.methods.references import compute_targets
+    from rarecli.methods.references import compute_targets, load_references
 
+    _validate(config)
+    if config.method == "sd":
+        raise InputError("--method sd has no optimisation to prepare", hint="use seedselect or nao-seedselect")
+    prompt = clean_prompt(config.prompt)
+    refs = load_references(config.refs)
     iters_default, lr_default, guidance_default = DEFAULTS[config.method]
     iters = config.iters or iters_default
     lr = config.lr if config.lr is not None else lr_default
@@ -214,29 +241,7 @@ def _optimise(config: SeedSelectConfig, prompt: str, refs: list[Reference], mana
     if config.method == "nao-seedselect":
         settings["inversion"] = {"steps": config.inversion_steps, "guidance": 1.0, "latent": "VAE posterior mean"}
     setup_seconds = time.perf_counter() - started
-    ctx = _RunContext(config, prompt, refs, loaded, clip, text, schedule, targets, settings, setup_seconds)
-    result = SeedSelectResult([], [], [], [])
-    size = config.batch_size or min(4, config.num_images)
-    queue = [plans[i : i + size] for i in range(0, len(plans), size)]
-    while queue:
-        batch = queue.pop(0)
-        try:
-            interrupted = ctx.run_batch(batch, iters, lr, result)
-        except Exception as exc:
-            if not _is_oom(exc) or len(batch) == 1:
-                raise
-            _free_cuda()
-            from rarecli.log import warn
-
-            size = len(batch) // 2
-            warn(f"out of GPU memory with {len(batch)} images per batch; retrying with {size}")
-            remaining = batch + [plan for later in queue for plan in later]
-            queue = [remaining[i : i + size] for i in range(0, len(remaining), size)]
-            continue
-        if interrupted:
-            result.interrupted = True
-            break
-    return result
+    return Session(config, prompt, refs, loaded, clip, text, schedule, targets, settings, setup_seconds, plans)
 
 
 def _weights(inner_steps: int) -> tuple[float, ...]:
@@ -259,7 +264,7 @@ def _free_cuda() -> None:
         torch.cuda.empty_cache()
 
 
-def _seedselect_plans(config: SeedSelectConfig, shape: tuple[int, ...], k: int) -> list[_Plan]:
+def _seedselect_plans(config: SeedSelectConfig, shape: tuple[int, ...], k: int) -> list[Plan]:
     from rarecli.methods.references import bootstrap_subsets
     from rarecli.seeds.noise import noise_from_seed
 
@@ -267,13 +272,13 @@ def _seedselect_plans(config: SeedSelectConfig, shape: tuple[int, ...], k: int) 
     plans = []
     for i in range(config.num_images):
         seed = config.seed + i
-        plans.append(_Plan(i, seed, noise_from_seed(seed, shape), {"kind": "noise", "seed": seed}, subsets[i]))
+        plans.append(Plan(i, seed, noise_from_seed(seed, shape), {"kind": "noise", "seed": seed}, subsets[i]))
     return plans
 
 
 def _nao_plans(
     config: SeedSelectConfig, loaded: LoadedPipeline, refs: list[Reference], prompt: str, shape: tuple[int, ...]
-) -> list[_Plan]:
+) -> list[Plan]:
     from rarecli.log import warn
     from rarecli.seeds.inversion import InversionSettings, invert_references
 
@@ -287,7 +292,7 @@ def _nao_plans(
         centroid, paths = nao_centroid_and_paths(inverted)
         starts = nao_start_points(centroid, paths, config.num_images, [r.path.name for r in refs])
     every = list(range(len(refs)))
-    return [_Plan(i, config.seed + i, start.reshape(shape), meta, every) for i, (start, meta) in enumerate(starts)]
+    return [Plan(i, config.seed + i, start.reshape(shape), meta, every) for i, (start, meta) in enumerate(starts)]
 
 
 def nao_centroid_and_paths(seeds: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -371,7 +376,9 @@ def nao_start_points(
 
 
 @dataclass
-class _RunContext:
+class Session:
+    """A prepared run (see `prepare`): optimise batches of its plans, render seeds, write outputs."""
+
     config: SeedSelectConfig
     prompt: str
     refs: list[Reference]
@@ -382,15 +389,24 @@ class _RunContext:
     targets: Any
     settings: dict[str, Any]
     setup_seconds: float
+    plans: list[Plan]
 
-    def run_batch(self, batch: list[_Plan], iters: int, lr: float, result: SeedSelectResult) -> bool:
-        """Optimise one batch of images together and write them; True when Ctrl-C stopped it."""
+    @property
+    def iters(self) -> int:
+        return int(self.settings["iters"])
+
+    def optimise(
+        self,
+        batch: list[Plan],
+        *,
+        on_iteration: Callable[[int, Any, float], None] | None = None,
+        snapshot_at: Collection[int] = (),
+    ) -> OptimResult:
+        """Optimise one batch of plans together, in memory (the seeds are independent: see seedopt)."""
         import torch
 
-        from rarecli.log import info, progress, progress_enabled
         from rarecli.methods.seedopt import Objective, optimise
 
-        bars = progress_enabled()
         device = self.loaded.manager.device
         objective = Objective(
             self.loaded,
@@ -403,7 +419,29 @@ class _RunContext:
             self.config.appearance_weight,
             self.config.checkpointing,
         )
-        init = torch.stack([p.start for p in batch])
+        return optimise(
+            objective,
+            torch.stack([p.start for p in batch]),
+            iters=self.iters,
+            lr=float(self.settings["lr"]),
+            weight_decay=self.config.weight_decay,
+            patience=self.config.patience,
+            on_iteration=on_iteration,
+            snapshot_at=snapshot_at,
+        )
+
+    def render(self, seeds: torch.Tensor) -> list[Image.Image]:
+        """The images the pipeline's DDIM loop draws from `seeds` (B, C, h, w) at this run's settings."""
+        from rarecli.methods.ddim import render, to_pil
+
+        return to_pil(render(self.loaded, seeds, self.text, self.schedule))
+
+    def run_batch(self, batch: list[Plan], result: SeedSelectResult) -> bool:
+        """Optimise one batch with a progress bar and write its images; True when Ctrl-C stopped it."""
+        from rarecli.log import info, progress, progress_enabled
+
+        bars = progress_enabled()
+        iters = self.iters
         label = f"{self.config.method} " + (
             f"image {batch[0].index + 1}" if len(batch) == 1 else f"images {batch[0].index + 1}-{batch[-1].index + 1}"
         )
@@ -415,29 +453,20 @@ class _RunContext:
                 if not bars:  # logs and CI: one line per iteration instead of a bar
                     info(f"{label}: iteration {it + 1}/{iters} {status}")
 
-            out = optimise(
-                objective,
-                init,
-                iters=iters,
-                lr=lr,
-                weight_decay=self.config.weight_decay,
-                patience=self.config.patience,
-                on_iteration=report,
-            )
+            out = self.optimise(batch, on_iteration=report)
         self._write(batch, out, result)
         return out.interrupted
 
-    def _write(self, batch: list[_Plan], out: Any, result: SeedSelectResult) -> None:
+    def _write(self, batch: list[Plan], out: Any, result: SeedSelectResult) -> None:
         from rarecli.io.atomic import write_text_new
         from rarecli.io.images import a1111_parameters, save_numbered_png
         from rarecli.log import info
-        from rarecli.methods.ddim import render, to_pil
         from rarecli.methods.references import describe_subset
         from rarecli.methods.sample import settings_text
         from rarecli.seeds.files import save_seed
 
         config, loaded = self.config, self.loaded
-        images = to_pil(render(loaded, out.best_seeds, self.text, self.schedule))
+        images = self.render(out.best_seeds)
         peak = out.peak_memory
         for j, plan in enumerate(batch):
             best = out.best[j]
@@ -550,10 +579,13 @@ def _plain(config: SeedSelectConfig, prompt: str, manager) -> SeedSelectResult:
 __all__ = [
     "DEFAULTS",
     "METHODS",
+    "Plan",
     "SeedSelectConfig",
+    "Session",
     "SeedSelectResult",
     "clean_prompt",
     "nao_start_points",
+    "prepare",
     "resolve_clip",
     "run",
 ]
