@@ -7,14 +7,20 @@ draws a new one or copies a training image.
   the 5th percentile of the same distance for held-out real digits passed through the pipeline's own
   VAE (so the autoencoder's blur does not make copies look new): 5% of genuinely new handwriting is
   that close, so a copy rate far above 5% means memorisation. `novel_accuracy` counts samples that are
-  both correct and not copies.
+  both correct and not copies (of a training image, nor of a reference image for methods that see them).
+- Diversity: the mean pairwise distance between a method's samples of one digit, beside that of
+  held-out real digits of it (through the VAE): a method can be accurate by drawing one digit every time.
+- Reference copies: methods that see reference images could return them; `ref_copy_rate` is the share
+  of samples within `copy_threshold` of a reference image (at any +-1 pixel shift).
 
 Methods plug in as callables `method(prompt, refs, seed) -> PIL image`, or a `MethodOutput` that also
 carries the iterations run and, optionally, the image at chosen iterations (`checkpoints`), from which
 the report derives accuracy after N iterations and the iterations needed to first draw the right digit.
-Plain sampling is built in ("sd" at the configured guidance, 7.5 as in SD and SeedSelect, and
-"sd-cfg1" at guidance 1 as NAO-SeedSelect samples); SeedSelect / NAO-SeedSelect are passed in by whoever
-owns them. Methods that need references run on the rare digits only (their reference folders).
+A method object with `run_seeds(prompt, refs_folder, seeds) -> list[MethodOutput]` is called once per
+digit with every seed (so it can batch). Plain sampling is built in ("sd" at the configured guidance,
+7.5 as in SD and SeedSelect, and "sd-cfg1" at guidance 1 as NAO-SeedSelect samples); SeedSelect /
+NAO-SeedSelect come from `seedselect_methods` (`main` wires them in). Methods that need references run
+on the rare digits only (their reference folders).
 """
 
 from __future__ import annotations
@@ -79,6 +85,7 @@ class ToyWorld:
     real_distance: dict[int, float]  # per digit: median nearest-training distance of held-out real digits
     real_accuracy: dict[int, float]  # per digit: judge accuracy on held-out real digits
     vae_accuracy: dict[int, float]  # ... on the same digits after a VAE round trip
+    real_diversity: dict[int, float]  # ... their mean pairwise distance (after the VAE round trip)
     refs_dir: Path
 
     @property
@@ -89,11 +96,25 @@ class ToyWorld:
     def rare(self) -> list[int]:
         return list(self.manifest["rare"])
 
+    def refs_folder(self, digit: int) -> Path:
+        return self.refs_dir / DIGIT_WORDS[digit]
+
     def refs(self, digit: int) -> list[Image.Image]:
         from rarecli.io.images import read_image_folder
 
-        images, _ = read_image_folder(self.refs_dir / DIGIT_WORDS[digit])
+        images, _ = read_image_folder(self.refs_folder(digit))
         return [im for _, im in images]
+
+    def ref_distance(self, digit: int, gray: np.ndarray) -> np.ndarray:
+        """Distance of each [B, 8, 8] image to the nearest reference image of `digit` (any +-1 shift)."""
+        import numpy as np
+
+        from rarecli.backbones.toy.data import to_gray
+
+        refs = _shifted(to_gray(self.refs(digit))).astype(np.float64)
+        flat = gray.reshape(len(gray), -1).astype(np.float64)
+        d2 = (flat**2).sum(1)[:, None] - 2 * flat @ refs.T + (refs**2).sum(1)[None]
+        return np.sqrt(np.maximum(d2.min(1), 0))
 
     def nearest(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distance to, and digit of, the nearest diffusion-training image, for [B, 8, 8] grey images."""
@@ -158,6 +179,7 @@ def load_world(manager: DeviceManager, folder: Path | None = None) -> ToyWorld:
         real_distance={},
         real_accuracy={},
         vae_accuracy={},
+        real_diversity={},
         refs_dir=folder / REFS_DIR.name,
     )
     held = np.asarray(split["judge_test"])
@@ -171,7 +193,20 @@ def load_world(manager: DeviceManager, folder: Path | None = None) -> ToyWorld:
         world.real_distance[d] = float(np.median(dist[m]))
         world.real_accuracy[d] = float(np.mean(raw_pred[m] == d))
         world.vae_accuracy[d] = float(np.mean(vae_pred[m] == d))
+        world.real_diversity[d] = diversity(real[m])
     return world
+
+
+def diversity(gray: np.ndarray) -> float:
+    """Mean pairwise distance between [B, 8, 8] images in [0, 1]: near 0 when a method draws one image
+    again and again (as a start point shared by every seed could), whatever the judge says."""
+    import numpy as np
+
+    flat = gray.reshape(len(gray), -1).astype(np.float64)
+    if len(flat) < 2:
+        return 0.0
+    d = np.sqrt(np.maximum(((flat[:, None] - flat[None]) ** 2).sum(-1), 0))
+    return float(d[np.triu_indices(len(flat), 1)].mean())
 
 
 class PlainSampling:
@@ -207,7 +242,7 @@ class PlainSampling:
         return self.batch(prompt, [seed])[0]
 
 
-def _score(world: ToyWorld, digit: int, images: list[Image.Image]) -> dict[str, Any]:
+def _score(world: ToyWorld, digit: int, images: list[Image.Image], with_refs: bool = False) -> dict[str, Any]:
     import numpy as np
 
     from rarecli.backbones.toy.data import to_gray
@@ -218,18 +253,27 @@ def _score(world: ToyWorld, digit: int, images: list[Image.Image]) -> dict[str, 
     dist, nearest_digit = world.nearest(gray)
     correct = pred == digit
     copy = dist < world.copy_threshold
-    return {
+    row: dict[str, Any] = {
         "n": len(images),
         "accuracy": float(correct.mean()),
         "mean_prob": float(probs[:, digit].mean()),
         "predicted": {DIGIT_WORDS[k]: int((pred == k).sum()) for k in range(10) if (pred == k).any()},
         "novelty_median": float(np.median(dist)),
+        "diversity": diversity(gray),
         "copy_rate": float(copy.mean()),
         "novel_accuracy": float((correct & ~copy).mean()),
         "nearest_train_digit": {
             DIGIT_WORDS[k]: int((nearest_digit == k).sum()) for k in range(10) if (nearest_digit == k).any()
         },
     }
+    if with_refs:
+        # Reproducing a reference is memorisation too: such a sample is not counted as novel.
+        ref_dist = world.ref_distance(digit, gray)
+        ref_copy = ref_dist < world.copy_threshold
+        row["ref_distance_median"] = float(np.median(ref_dist))
+        row["ref_copy_rate"] = float(ref_copy.mean())
+        row["novel_accuracy"] = float((correct & ~copy & ~ref_copy).mean())
+    return row
 
 
 def evaluate(
@@ -267,22 +311,32 @@ def evaluate(
             t0 = time.perf_counter()
             iterations: list[int] = []
             checkpoints: list[dict[int, Image.Image]] = []
+            infos: list[dict[str, Any]] = []
             if plain:
-                images = method.batch(prompt, seeds)
+                outputs: list[Any] = method.batch(prompt, seeds)
+            elif hasattr(method, "run_seeds"):
+                outputs = method.run_seeds(prompt, world.refs_folder(digit), seeds)
             else:
-                images = []
-                for seed in seeds:
-                    out = method(prompt, refs, seed)
-                    if isinstance(out, MethodOutput):
-                        if out.iterations is not None:
-                            iterations.append(out.iterations)
-                        if out.checkpoints:
-                            checkpoints.append(out.checkpoints)
-                        out = out.image
-                    images.append(out)
+                outputs = [method(prompt, refs, seed) for seed in seeds]
             seconds = time.perf_counter() - t0
-            row = _score(world, digit, images)
+            images = []
+            for out in outputs:
+                if isinstance(out, MethodOutput):
+                    if out.iterations is not None:
+                        iterations.append(out.iterations)
+                    if out.checkpoints:
+                        checkpoints.append(out.checkpoints)
+                    infos.append(out.info)
+                    out = out.image
+                images.append(out)
+            row = _score(world, digit, images, with_refs=not plain and rare)
+            # Wall time of the whole call, the checkpoint renders included; `seconds_to_result` is the
+            # method's own account (setup + optimisation + final render) where it gives one.
             row["seconds_per_image"] = seconds / len(images)
+            for key in ("seconds", "setup_seconds", "seconds_per_iteration"):
+                values = [i[key] for i in infos if i.get(key) is not None]
+                if values:
+                    row["seconds_to_result" if key == "seconds" else key] = float(np.mean(values))
             if iterations:
                 row["iterations_mean"] = float(np.mean(iterations))
             if checkpoints:
@@ -305,12 +359,14 @@ def evaluate(
                     "judge_accuracy": world.real_accuracy[d],
                     "judge_accuracy_after_vae": world.vae_accuracy[d],
                     "novelty_median": world.real_distance[d],
+                    "diversity": world.real_diversity[d],
                 }
                 for d in range(10)
             },
         },
         "methods": results,
     }
+    report["iterations_to_reach_final_rare_accuracy"] = iterations_to_reach(report)
     report["_grids"] = grids  # images for the plot; dropped when written
     return report
 
@@ -360,15 +416,39 @@ def _summary(world: ToyWorld, per_digit: dict[str, Any]) -> dict[str, Any]:
             continue
         out[group] = {
             key: float(np.mean([r[key] for r in rows]))
-            for key in ("accuracy", "novel_accuracy", "copy_rate", "seconds_per_image")
+            for key in ("accuracy", "novel_accuracy", "copy_rate", "diversity", "seconds_per_image")
         }
         n = sum(r["n"] for r in rows)
         hits = round(sum(r["accuracy"] * r["n"] for r in rows))
         out[group]["accuracy_ci95"] = list(wilson(hits, n))
         out[group]["n"] = n
-        its = [r["iterations_mean"] for r in rows if "iterations_mean" in r]
-        if its:
-            out[group]["iterations_mean"] = float(np.mean(its))
+        for key in ("iterations_mean", "seconds_to_result", "seconds_per_iteration", "ref_copy_rate"):
+            values = [r[key] for r in rows if key in r]
+            if values:
+                out[group][key] = float(np.mean(values))
+        curves = [r["accuracy_by_iteration"] for r in rows if "accuracy_by_iteration" in r]
+        if curves and len(curves) == len(rows):
+            common = sorted(set.intersection(*(set(c) for c in curves)), key=int)
+            out[group]["accuracy_by_iteration"] = {k: float(np.mean([c[k] for c in curves])) for k in common}
+    return out
+
+
+def iterations_to_reach(report: dict[str, Any], group: str = "rare") -> dict[str, dict[str, int | None]]:
+    """For methods A and B with accuracy-by-iteration curves: the fewest iterations after which A's mean
+    `group` accuracy is at least B's final accuracy (None: never within A's budget)."""
+    methods = report["methods"]
+    curves = {
+        name: {int(k): v for k, v in m[group]["accuracy_by_iteration"].items()}
+        for name, m in methods.items()
+        if group in m and "accuracy_by_iteration" in m[group]
+    }
+    out: dict[str, dict[str, int | None]] = {}
+    for a, curve in curves.items():
+        out[a] = {}
+        for b in curves:
+            target = methods[b][group]["accuracy"]
+            hits = [k for k in sorted(curve) if curve[k] >= target - 1e-9]
+            out[a][b] = hits[0] if hits else None
     return out
 
 
@@ -383,12 +463,31 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     methods = list(report["methods"])
     rare = set(report["world"]["rare"])
     grids = {m: g for m, g in report.get("_grids", {}).items() if g}
-    fig = plt.figure(figsize=(max(12, 3.2 * len(grids)), 9.5))
+    fig = plt.figure(figsize=(max(15, 3.2 * len(grids)), 9.5))
     top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.25])
     x = np.arange(10)
     width = 0.8 / max(1, len(methods))
+    curves = {
+        name: m["rare"]["accuracy_by_iteration"]
+        for name, m in report["methods"].items()
+        if "accuracy_by_iteration" in m.get("rare", {})
+    }
+    panels = top.subplots(1, 3 if curves else 2, gridspec_kw={"width_ratios": [2, 2, 1.3] if curves else [1, 1]})
+    if curves:
+        ax = panels[2]
+        for name, curve in curves.items():
+            ks = sorted(curve, key=int)
+            ax.plot([int(k) for k in ks], [curve[k] for k in ks], marker=".", label=name)
+        for name, m in report["methods"].items():
+            if name not in curves and "rare" in m:
+                ax.axhline(m["rare"]["accuracy"], ls="--", lw=0.8, color="grey")
+                ax.annotate(name, (0, m["rare"]["accuracy"]), fontsize=7, color="grey", va="bottom")
+        ax.set_xlabel("optimisation iterations")
+        ax.set_ylim(0, 1.05)
+        ax.set_title("rare-digit accuracy vs iterations")
+        ax.legend(fontsize=7)
     for ax, key, title in zip(
-        top.subplots(1, 2),
+        panels[:2],
         ("accuracy", "novel_accuracy"),
         ("judge accuracy", "correct and not a copy"),
         strict=True,
@@ -431,27 +530,54 @@ def write(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
     return json_path, png_path
 
 
+OPTIMISERS = ("seedselect", "nao-seedselect")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Evaluate plain sampling on the toy-digits world (make eval-toy).")
+    parser = argparse.ArgumentParser(
+        description="Evaluate plain sampling, SeedSelect and NAO-SeedSelect on the toy-digits world (make eval-toy)."
+    )
     parser.add_argument("--out", type=Path, default=Path("out/toy-eval"))
     parser.add_argument("--world", type=Path, default=None, help="a folder written by the build (default: packaged)")
     parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=20, help="denoising steps, also SeedSelect's inner steps")
     parser.add_argument("--guidance", type=float, default=7.5)
+    parser.add_argument(
+        "--methods",
+        default=",".join(OPTIMISERS),
+        help="comma-separated optimisers to run besides plain sampling (seedselect, nao-seedselect; '' for none)",
+    )
+    parser.add_argument("--digits", default=None, help="comma-separated digits (default: all ten)")
+    parser.add_argument("--seedselect-iters", type=int, default=None, help="default: the CLI's (30)")
+    parser.add_argument("--nao-iters", type=int, default=None, help="default: the CLI's (5)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(names) - set(OPTIMISERS))
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(OPTIMISERS)}")
     import torch
 
+    from rarecli.backbones.toy.seedselect_methods import SeedSelectMethod
     from rarecli.runtime.device import DeviceManager
 
     torch.set_num_threads(args.threads)
     world = load_world(DeviceManager("cpu", "fp32"), args.world)
-    config = EvalConfig(seeds=args.seeds, steps=args.steps, guidance=args.guidance)
-    report = evaluate(world, config=config, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    iters = {"seedselect": args.seedselect_iters, "nao-seedselect": args.nao_iters}
+    methods: dict[str, Method] = {
+        name: SeedSelectMethod(world, name, inner_steps=args.steps, iters=iters[name]) for name in names
+    }
+    digits = tuple(int(d) for d in args.digits.split(",")) if args.digits else None
+    config = EvalConfig(seeds=args.seeds, steps=args.steps, guidance=args.guidance, digits=digits)
+    report = evaluate(world, methods, config, progress=lambda m: print(m, file=sys.stderr, flush=True))
     for path in write(report, args.out):
         print(path)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run the imported module's main, not this __main__ copy: methods built elsewhere return the
+    # imported module's MethodOutput, which a __main__-defined class would not recognise.
+    from rarecli.backbones.toy import evaluate as _module
+
+    raise SystemExit(_module.main())
