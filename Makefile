@@ -28,6 +28,10 @@ demo:
 		--method nao-seedselect --inner-steps 10 --num-images 2 --out $(DEMO)/nao-seedselect
 	$(BIN)/rare seedselect "a handwritten digit seven" --refs $(TOY_REFS)/seven --model toy-digits \
 		--inner-steps 10 --iters 10 --num-images 2 --out $(DEMO)/seedselect
+	@# One picture, a row per method, each image captioned with the digit the toy judge sees in it.
+	@rm -f $(DEMO)/side-by-side.png
+	$(BIN)/python -m rarecli.io.side_by_side $(DEMO)/side-by-side.png $(DEMO)/sd $(DEMO)/seedselect \
+		$(DEMO)/nao-seedselect --max-per-row 2 --toy-judge
 
 test:
 	$(BIN)/python -m pytest -q -x -p no:cacheprovider

@@ -138,3 +138,32 @@ def test_pickled_and_foreign_seed_files_are_rejected(tmp_path):
         load_seed(other)
     with pytest.raises(InputError, match="NaN"):
         save_seed(tmp_path / "nan.safetensors", torch.tensor([float("nan")]))
+
+
+def test_side_by_side_puts_one_folder_per_row_enlarged_and_captioned(tmp_path, capsys):
+    from rarecli.io.side_by_side import MIN_SIDE, enlarge, main, side_by_side
+
+    colours = {"plain": [(255, 0, 0), (0, 255, 0), (0, 0, 255)], "tuned": [(9, 9, 9)]}
+    for name, values in colours.items():
+        (tmp_path / name).mkdir()
+        for i, rgb in enumerate(values):
+            Image.new("RGB", (8, 8), rgb).save(tmp_path / name / f"{i:05d}.png")
+    big = enlarge(Image.new("RGB", (8, 4)))
+    assert big.size == (8 * MIN_SIDE // 4, MIN_SIDE)  # integer factor from the short side
+    seen = []
+    picture = side_by_side(
+        [tmp_path / "plain", tmp_path / "tuned"], max_per_row=2, caption=lambda n, im: seen.append(n) or n
+    )
+    assert seen == ["plain", "plain", "tuned"]
+    # Two columns (max_per_row), two rows; each tile MIN_SIDE wide plus the grid's padding.
+    assert picture.width == 2 * MIN_SIDE + 3 * 4 and picture.height > 2 * MIN_SIDE
+    pixel = picture.getpixel((4 + MIN_SIDE // 2, 4 + MIN_SIDE // 2))
+    assert pixel == (255, 0, 0)  # the first image, upper-left, enlarged with nearest-neighbour
+
+    out = tmp_path / "cmp.png"
+    assert main([str(out), str(tmp_path / "plain"), str(tmp_path / "tuned")]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert main([str(out), str(tmp_path / "plain")]) == 1  # never overwritten
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "other.png"), str(tmp_path / "empty")]) == 1
+    assert "no PNG in" in capsys.readouterr().err and not (tmp_path / "other.png").exists()

@@ -1,0 +1,101 @@
+"""One picture comparing methods: a row per output folder (e.g. plain sampling, SeedSelect,
+NAO-SeedSelect), its PNGs left to right in name order, each captioned with the folder's name.
+
+    python -m rarecli.io.side_by_side OUT.png DIR [DIR ...] [--max-per-row N] [--toy-judge]
+
+`--toy-judge` captions each image with the digit the toy world's judge sees in it (toy-digits outputs).
+Tiny images (the toy world's 8x8 digits) are enlarged by an integer factor with nearest-neighbour
+resampling, so pixels stay pixels. Prints the path of the picture on stdout; refuses to overwrite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rarecli.errors import InputError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+MIN_SIDE = 128  # wide enough for a caption like "nao-seedselect: seven"
+
+
+def enlarge(image: Image.Image, min_side: int = MIN_SIDE) -> Image.Image:
+    """`image` scaled by the smallest integer factor that makes its short side >= min_side."""
+    from PIL import Image as PILImage
+
+    factor = -(-min_side // min(image.size))
+    if factor <= 1:
+        return image
+    return image.resize((image.width * factor, image.height * factor), PILImage.Resampling.NEAREST)
+
+
+def side_by_side(
+    folders: Sequence[Path],
+    max_per_row: int | None = None,
+    caption: Callable[[str, Image.Image], str] | None = None,
+) -> Image.Image:
+    """The comparison picture; InputError when a folder holds no PNG. `caption(folder name, image)`
+    replaces the default caption (the folder's name)."""
+    from PIL import Image as PILImage
+
+    from rarecli.io.grid import make_grid
+
+    rows: list[list[tuple[str, Image.Image]]] = []
+    for folder in folders:
+        files = sorted(Path(folder).glob("*.png"))
+        if not files:
+            raise InputError(f"no PNG in {folder}", hint="pass folders written by rare seedselect --out")
+        files = files[:max_per_row] if max_per_row else files
+        rows.append([(Path(folder).name, PILImage.open(f).convert("RGB")) for f in files])
+    cols = max(len(r) for r in rows)
+    blank = PILImage.new("RGB", (1, 1), (255, 255, 255))
+    images, labels = [], []
+    for row in rows:
+        for name, image in row + [("", blank)] * (cols - len(row)):
+            images.append(enlarge(image) if name else blank)
+            labels.append(caption(name, image) if name and caption else name)
+    return make_grid(images, cols=cols, labels=labels)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Compare methods' output folders in one picture, a row each.")
+    parser.add_argument("out", type=Path, help="the PNG to write (never overwritten)")
+    parser.add_argument("folders", type=Path, nargs="+", help="folders of PNGs, one row each, in this order")
+    parser.add_argument("--max-per-row", type=int, default=None)
+    parser.add_argument(
+        "--toy-judge", action="store_true", help="caption each image with the digit the toy world's judge sees in it"
+    )
+    args = parser.parse_args(argv)
+    from rarecli.io.images import save_png
+
+    rows = [str(f) for f in args.folders]
+    caption = None
+    if args.toy_judge:
+        from rarecli.backbones.toy import DIGIT_WORDS
+        from rarecli.backbones.toy.judge import load_judge
+
+        judge = load_judge()
+
+        def caption(name: str, image: Image.Image) -> str:
+            return f"{name}: {DIGIT_WORDS[int(judge.predict([image])[0])]}"
+
+    try:
+        picture = side_by_side(args.folders, args.max_per_row, caption)
+        path = save_png(args.out, picture, "", {"command": "side-by-side", "rows": rows})
+    except InputError as exc:
+        print(f"Error: {exc.message}" + (f"\nHint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
+        return 1
+    except FileExistsError:
+        print(f"Error: {args.out} exists (never overwritten)\nHint: remove it or pick another name", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
