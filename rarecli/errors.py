@@ -23,14 +23,6 @@ class InputError(RareError):
     """Bad user input found after parsing (a file, a folder, a value)."""
 
 
-class NotImplementedYet(RareError):
-    def __init__(self, command: str, issue: str) -> None:
-        super().__init__(
-            f"`rare {command}` is not implemented yet",
-            hint=f"tracked in {issue}; `rare {command} --help` documents the options it will take",
-        )
-
-
 def explain(exc: BaseException) -> RareError | None:
     """Map known third-party failures to a RareError with a hint; None when unknown.
 

@@ -41,6 +41,17 @@ def _own_checksum(name: str) -> str:
     return sha256_text(normalise("\n".join(OWN_PROMPTS[name]) + "\n"))
 
 
+def test_the_wheel_carries_the_same_definition_as_the_checkout():
+    """A wheel has no rarebench/ beside the package: it reads the copy in rarecli/bench/data/."""
+    from rarecli.bench import definition
+    from rarecli.paths import project_root
+
+    checkout = project_root() / "rarebench" / "rarebench.yaml"
+    packaged = Path(definition.__file__).parent / "data" / "rarebench.yaml"
+    assert definition.default_path() == checkout
+    assert packaged.read_bytes() == checkout.read_bytes(), "copy rarebench/rarebench.yaml to rarecli/bench/data/"
+
+
 def test_packaged_definition_is_complete_and_holds_no_prompt_text():
     d = load_definition()
     assert [c.name for c in d.categories] == [

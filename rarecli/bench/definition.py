@@ -79,8 +79,13 @@ def image_score(judge_score: float) -> float:
 
 
 def default_path() -> Path:
+    """RARE_RAREBENCH_DEFINITION, else rarebench/rarebench.yaml of the source checkout, else the copy
+    shipped inside the package (a wheel install has no rarebench/ beside it; a test keeps them identical)."""
     env = os.environ.get(ENV_DEFINITION)
-    return Path(env).expanduser() if env else project_root() / "rarebench" / "rarebench.yaml"
+    if env:
+        return Path(env).expanduser()
+    checkout = project_root() / "rarebench" / "rarebench.yaml"
+    return checkout if checkout.is_file() else Path(__file__).parent / "data" / "rarebench.yaml"
 
 
 def load_definition(path: Path | None = None) -> Definition:
