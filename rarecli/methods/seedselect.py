@@ -12,7 +12,8 @@
   start from the centroid and from points on those paths.
 
 Pieces: `ddim` (the differentiable, checkpointed DDIM loop), `seedopt` (the loss and the optimiser),
-`references` (reading the folder, bootstrap subsets, targets). This module ties them into a run that
+`references` (reading the folder, bootstrap subsets, targets). This module ties them together:
+`prepare` computes what a run needs once (a `Session`), and `run` optimises its images in batches and
 writes, per image: the optimised seed (safetensors), the PNG rendered from it, and `<stem>.run.json`.
 
 Where this departs from the authors' code, on purpose:
@@ -175,7 +176,7 @@ def run(config: SeedSelectConfig, manager) -> SeedSelectResult:
 
 
 @dataclass
-class Plan:
+class ImagePlan:
     """One image to produce: where its seed starts and which references it matches."""
 
     index: int
@@ -264,7 +265,7 @@ def _free_cuda() -> None:
         torch.cuda.empty_cache()
 
 
-def _seedselect_plans(config: SeedSelectConfig, shape: tuple[int, ...], k: int) -> list[Plan]:
+def _seedselect_plans(config: SeedSelectConfig, shape: tuple[int, ...], k: int) -> list[ImagePlan]:
     from rarecli.methods.references import bootstrap_subsets
     from rarecli.seeds.noise import noise_from_seed
 
@@ -272,13 +273,13 @@ def _seedselect_plans(config: SeedSelectConfig, shape: tuple[int, ...], k: int) 
     plans = []
     for i in range(config.num_images):
         seed = config.seed + i
-        plans.append(Plan(i, seed, noise_from_seed(seed, shape), {"kind": "noise", "seed": seed}, subsets[i]))
+        plans.append(ImagePlan(i, seed, noise_from_seed(seed, shape), {"kind": "noise", "seed": seed}, subsets[i]))
     return plans
 
 
 def _nao_plans(
     config: SeedSelectConfig, loaded: LoadedPipeline, refs: list[Reference], prompt: str, shape: tuple[int, ...]
-) -> list[Plan]:
+) -> list[ImagePlan]:
     from rarecli.log import warn
     from rarecli.seeds.inversion import InversionSettings, invert_references
 
@@ -292,7 +293,7 @@ def _nao_plans(
         centroid, paths = nao_centroid_and_paths(inverted)
         starts = nao_start_points(centroid, paths, config.num_images, [r.path.name for r in refs])
     every = list(range(len(refs)))
-    return [Plan(i, config.seed + i, start.reshape(shape), meta, every) for i, (start, meta) in enumerate(starts)]
+    return [ImagePlan(i, config.seed + i, start.reshape(shape), meta, every) for i, (start, meta) in enumerate(starts)]
 
 
 def nao_centroid_and_paths(seeds: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -389,7 +390,7 @@ class Session:
     targets: Any
     settings: dict[str, Any]
     setup_seconds: float
-    plans: list[Plan]
+    plans: list[ImagePlan]
 
     @property
     def iters(self) -> int:
@@ -397,7 +398,7 @@ class Session:
 
     def optimise(
         self,
-        batch: list[Plan],
+        batch: list[ImagePlan],
         *,
         on_iteration: Callable[[int, Any, float], None] | None = None,
         snapshot_at: Collection[int] = (),
@@ -436,7 +437,7 @@ class Session:
 
         return to_pil(render(self.loaded, seeds, self.text, self.schedule))
 
-    def run_batch(self, batch: list[Plan], result: SeedSelectResult) -> bool:
+    def run_batch(self, batch: list[ImagePlan], result: SeedSelectResult) -> bool:
         """Optimise one batch with a progress bar and write its images; True when Ctrl-C stopped it."""
         from rarecli.log import info, progress, progress_enabled
 
@@ -457,7 +458,7 @@ class Session:
         self._write(batch, out, result)
         return out.interrupted
 
-    def _write(self, batch: list[Plan], out: Any, result: SeedSelectResult) -> None:
+    def _write(self, batch: list[ImagePlan], out: Any, result: SeedSelectResult) -> None:
         from rarecli.io.atomic import write_text_new
         from rarecli.io.images import a1111_parameters, save_numbered_png
         from rarecli.log import info
@@ -579,7 +580,7 @@ def _plain(config: SeedSelectConfig, prompt: str, manager) -> SeedSelectResult:
 __all__ = [
     "DEFAULTS",
     "METHODS",
-    "Plan",
+    "ImagePlan",
     "SeedSelectConfig",
     "Session",
     "SeedSelectResult",
