@@ -28,6 +28,15 @@ def rare_cmd() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "rarecli"]
 
 
+def interruptible() -> None:
+    """preexec_fn for a child that a test will Ctrl-C: a shell starts background jobs with SIGINT
+    ignored, children inherit that, and Python then installs no KeyboardInterrupt handler, so the
+    child would run to the end. Restore the default disposition so the child behaves as in a terminal."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def cpu():
     from rarecli.runtime.device import DeviceManager

@@ -8,7 +8,7 @@ import subprocess
 import time
 
 from rarecli.cli.app import run
-from tests.conftest import rare_cmd
+from tests.conftest import interruptible, rare_cmd
 
 
 def test_usage_error_exits_2(capsys):
@@ -80,6 +80,7 @@ def test_ctrl_c_exits_130_and_leaves_no_partial_file(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     # Interrupt once images are being written, i.e. in the middle of real work.
     deadline = time.time() + 120

@@ -28,7 +28,7 @@ from rarecli.methods.seedselect import SeedSelectConfig, clean_prompt, nao_start
 from rarecli.methods.seedselect import run as seedselect_run
 from rarecli.seeds.files import load_seed
 from rarecli.seeds.noise import noise_from_seed
-from tests.conftest import rare_cmd
+from tests.conftest import interruptible, rare_cmd
 
 PROMPT = "a hairy frog"
 SHAPE = (4, 8, 8)
@@ -331,6 +331,7 @@ def test_ctrl_c_keeps_the_best_seed_so_far(tmp_path, refs_dir):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
