@@ -471,7 +471,7 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     rare = set(report["world"]["rare"])
     grids = {m: g for m, g in report.get("_grids", {}).items() if g}
     fig = plt.figure(figsize=(max(15, 3.2 * len(grids)), 9.5))
-    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.25])
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.3, 1.25])
     x = np.arange(10)
     width = 0.8 / max(1, len(methods))
     curves = {
@@ -486,7 +486,7 @@ def plot(report: dict[str, Any], path: Path) -> Path:
             ks = sorted(curve, key=int)
             ax.plot([int(k) for k in ks], [curve[k] for k in ks], marker=".", label=name)
         for name, m in report["methods"].items():
-            if name not in curves and "rare" in m:
+            if name.startswith("sd") and "rare" in m:  # the plain-sampling baselines
                 ax.axhline(m["rare"]["accuracy"], ls="--", lw=0.8, color="grey")
                 ax.annotate(name, (0, m["rare"]["accuracy"]), fontsize=7, color="grey", va="bottom")
         ax.set_xlabel("optimisation iterations")
@@ -508,8 +508,9 @@ def plot(report: dict[str, Any], path: Path) -> Path:
         ax.set_xticks(x, [f"{d}{'*' if d in rare else ''}" for d in range(10)])
         ax.set_ylim(0, 1.05)
         ax.set_title(f"{title} per digit (* = rare)")
-        ax.legend(fontsize=7, loc="upper right")
-    axes = bottom.subplots(1, max(1, len(grids)), squeeze=False)[0]
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
+    # A report read back from JSON has no images: the bottom row is left empty then.
+    axes = bottom.subplots(1, len(grids), squeeze=False)[0] if grids else []
     for ax, (name, grid) in zip(axes, grids.items(), strict=False):
         digits = sorted(grid)
         cols = max(len(v) for v in grid.values())
