@@ -40,3 +40,17 @@ def config_file() -> Path:
 def project_root() -> Path:
     """The source checkout (prompts/, rarebench/ live beside the package)."""
     return Path(__file__).resolve().parent.parent
+
+
+# The data folders the project is known by, each kept once at the top of the checkout; the wheel build
+# copies them into the package as rarecli/_data/<folder>/ (pyproject.toml: force-include).
+DATA_FOLDERS = ("prompts", "rarebench")
+
+
+def data_file(folder: str, name: str) -> Path:
+    """`<folder>/<name>` of the installed package (a wheel), else of the source checkout (an editable
+    install). Returns the checkout's path when neither exists, so an error can name where it looked."""
+    if folder not in DATA_FOLDERS:
+        raise ValueError(f"{folder!r} is not one of rare's data folders {DATA_FOLDERS}")
+    installed = Path(__file__).resolve().parent / "_data" / folder / name
+    return installed if installed.is_file() else project_root() / folder / name

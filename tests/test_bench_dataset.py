@@ -41,15 +41,15 @@ def _own_checksum(name: str) -> str:
     return sha256_text(normalise("\n".join(OWN_PROMPTS[name]) + "\n"))
 
 
-def test_the_wheel_carries_the_same_definition_as_the_checkout():
-    """A wheel has no rarebench/ beside the package: it reads the copy in rarecli/bench/data/."""
+def test_the_checkout_reads_the_one_copy_of_the_definition():
+    """An editable install reads rarebench/rarebench.yaml; nothing in the package duplicates it (the
+    wheel build copies it in: test_packaging checks a real wheel)."""
     from rarecli.bench import definition
     from rarecli.paths import project_root
 
     checkout = project_root() / "rarebench" / "rarebench.yaml"
-    packaged = Path(definition.__file__).parent / "data" / "rarebench.yaml"
     assert definition.default_path() == checkout
-    assert packaged.read_bytes() == checkout.read_bytes(), "copy rarebench/rarebench.yaml to rarecli/bench/data/"
+    assert not list((project_root() / "rarecli").rglob("rarebench.yaml"))
 
 
 def test_packaged_definition_is_complete_and_holds_no_prompt_text():

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rarecli.errors import InputError, RareError
-from rarecli.paths import project_root
+from rarecli.paths import data_file
 
 ENV_DEFINITION = "RARE_RAREBENCH_DEFINITION"
 
@@ -79,13 +79,12 @@ def image_score(judge_score: float) -> float:
 
 
 def default_path() -> Path:
-    """RARE_RAREBENCH_DEFINITION, else rarebench/rarebench.yaml of the source checkout, else the copy
-    shipped inside the package (a wheel install has no rarebench/ beside it; a test keeps them identical)."""
+    """RARE_RAREBENCH_DEFINITION, else rarebench/rarebench.yaml: the one copy, in the checkout or shipped
+    in the wheel."""
     env = os.environ.get(ENV_DEFINITION)
     if env:
         return Path(env).expanduser()
-    checkout = project_root() / "rarebench" / "rarebench.yaml"
-    return checkout if checkout.is_file() else Path(__file__).parent / "data" / "rarebench.yaml"
+    return data_file("rarebench", "rarebench.yaml")
 
 
 def load_definition(path: Path | None = None) -> Definition:

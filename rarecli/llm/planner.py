@@ -84,17 +84,13 @@ class Template:
 
 
 def template_path(name: str = TEMPLATE_NAME) -> Path:
-    """prompts/NAME.yaml of the source checkout, else the copy shipped inside the package.
+    """prompts/NAME.yaml: the one copy, in the checkout or shipped in the wheel."""
+    from rarecli.paths import data_file
 
-    The checkout's file is the one to edit; the packaged copy exists so a wheel install (which has no
-    prompts/ beside the package) works too, and a test keeps the two identical.
-    """
-    from rarecli.paths import project_root
-
-    for candidate in (project_root() / "prompts" / f"{name}.yaml", Path(__file__).parent / "prompts" / f"{name}.yaml"):
-        if candidate.is_file():
-            return candidate
-    raise RareError(f"prompt template {name}.yaml not found", hint="reinstall rare; prompts/ ships with it")
+    path = data_file("prompts", f"{name}.yaml")
+    if not path.is_file():
+        raise RareError(f"prompt template {name}.yaml not found at {path}", hint="reinstall rare; prompts/ ships with it")
+    return path
 
 
 def load_template(path: Path | None = None) -> Template:
