@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_CUDA=OFF
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 DEMO   ?= out/demo
-TOY_REFS := rarecli/backbones/toy/weights/refs
+TOY_REFS := rarecli/toyworld/weights/refs
 
 .PHONY: install demo test test-all lint bench-perf toy-world eval-toy clean
 
@@ -30,7 +30,7 @@ demo:
 		--inner-steps 10 --iters 10 --num-images 2 --out $(DEMO)/seedselect
 	@# One picture, a row per method, each image captioned with the digit the toy judge sees in it.
 	@rm -f $(DEMO)/side-by-side.png
-	$(BIN)/python -m rarecli.io.side_by_side $(DEMO)/side-by-side.png $(DEMO)/sd $(DEMO)/seedselect \
+	$(BIN)/python -m rarecli.toyworld side-by-side $(DEMO)/side-by-side.png $(DEMO)/sd $(DEMO)/seedselect \
 		$(DEMO)/nao-seedselect --max-per-row 2 --toy-judge
 
 test:
@@ -48,10 +48,10 @@ bench-perf:
 		PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(BIN)/python $$script --out out/bench/$$name.json || exit 1; \
 	done
 
-# The toy world (rarecli/backbones/toy): trains the committed weights from scikit-learn's digits, on the
+# The toy world (rarecli/toyworld): trains the committed weights from scikit-learn's digits, on the
 # CPU, in about 15 minutes on 2 shared cores; `git diff --stat` afterwards shows what changed.
 toy-world:
-	$(BIN)/python -m rarecli.backbones.toy.build --out rarecli/backbones/toy/weights
+	$(BIN)/python -m rarecli.toyworld build --out rarecli/toyworld/weights
 
 # Plain sampling on every digit; SeedSelect, NAO-SeedSelect and R2F on the rare ones (about an hour on
 # one thread: SeedSelect runs 100 iterations, and its accuracy at the CLI's default 30 is read off the
@@ -60,7 +60,7 @@ TOY_EVAL ?= out/toy-eval
 TOY_SEEDS ?= 20
 TOY_SS_ITERS ?= 100
 eval-toy:
-	OMP_NUM_THREADS=1 $(BIN)/python -m rarecli.backbones.toy.evaluate --out $(TOY_EVAL) --seeds $(TOY_SEEDS) \
+	OMP_NUM_THREADS=1 $(BIN)/python -m rarecli.toyworld evaluate --out $(TOY_EVAL) --seeds $(TOY_SEEDS) \
 		--seedselect-iters $(TOY_SS_ITERS)
 
 clean:

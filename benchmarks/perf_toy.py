@@ -40,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import CLIPModel
 
     from rarecli.backbones.loading import latent_shape, load_pipeline
-    from rarecli.backbones.toy import CLIP_DIR, CLIP_PREPROCESS, prompt_for
     from rarecli.methods.sample import sample
     from rarecli.runtime.device import DeviceManager
     from rarecli.seeds.noise import noise_from_seed
+    from rarecli.toyworld import CLIP_DIR, CLIP_PREPROCESS, prompt_for
 
     torch.set_num_threads(args.threads)
     loaded = load_pipeline("toy-digits", DeviceManager("cpu", "fp32"))

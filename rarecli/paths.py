@@ -37,6 +37,12 @@ def config_file() -> Path:
     return Path(env).expanduser() if env else _platform_dir("config") / "config.yaml"
 
 
+def toy_world_dir() -> Path:
+    """The trained toy world shipped in the package (rarecli/toyworld/weights): the embedded backbones
+    toy-digits and toy-clip load from here, and the toy evaluation reads its judge and references."""
+    return Path(__file__).resolve().parent / "toyworld" / "weights"
+
+
 def project_root() -> Path:
     """The source checkout (prompts/, rarebench/ live beside the package)."""
     return Path(__file__).resolve().parent.parent

@@ -141,7 +141,7 @@ def test_pickled_and_foreign_seed_files_are_rejected(tmp_path):
 
 
 def test_side_by_side_puts_one_folder_per_row_enlarged_and_captioned(tmp_path, capsys):
-    from rarecli.io.side_by_side import MIN_SIDE, enlarge, main, side_by_side
+    from rarecli.toyworld.side_by_side import MIN_SIDE, enlarge, main, side_by_side
 
     colours = {"plain": [(255, 0, 0), (0, 255, 0), (0, 0, 255)], "tuned": [(9, 9, 9)]}
     for name, values in colours.items():

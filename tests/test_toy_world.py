@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from rarecli.backbones.loading import latent_shape, load_pipeline, resolve
-from rarecli.backbones.toy import (
+from rarecli.methods.sample import sample
+from rarecli.toyworld import (
     CLIP_DIR,
     CLIP_PREPROCESS,
     DIGIT_WORDS,
@@ -21,8 +22,7 @@ from rarecli.backbones.toy import (
     digit_of_prompt,
     prompt_for,
 )
-from rarecli.backbones.toy import data as toy_data
-from rarecli.methods.sample import sample
+from rarecli.toyworld import data as toy_data
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -47,8 +47,8 @@ def digits():
 
 @pytest.fixture(scope="module")
 def world():
-    from rarecli.backbones.toy.evaluate import load_world
     from rarecli.runtime.device import DeviceManager
+    from rarecli.toyworld.evaluate import load_world
 
     return load_world(DeviceManager("cpu", "fp32"))
 
@@ -122,8 +122,8 @@ def test_reference_folders_hold_heldout_rare_digits(manifest, digits):
 
 
 def test_judge_classifies_heldout_digits(manifest, digits):
-    from rarecli.backbones.toy.data import to_pil
-    from rarecli.backbones.toy.judge import load_judge
+    from rarecli.toyworld.data import to_pil
+    from rarecli.toyworld.judge import load_judge
 
     images, labels = digits
     held = manifest["split"]["indices_into_load_digits"]["judge_test"]
@@ -175,7 +175,7 @@ def test_small_evaluation_shows_the_long_tail_and_plugs_in_methods(world, manife
     """A few seeds of plain sampling on one frequent and one rare digit, plus two plugged-in methods:
     one that returns a reference image (new and correct) and one that returns a training image of the
     digit (correct, but a copy): the report must tell them apart."""
-    from rarecli.backbones.toy import evaluate as ev
+    from rarecli.toyworld import evaluate as ev
 
     images, labels = digits
     frequent, rare = manifest["frequent"][0], manifest["rare"][0]
@@ -210,8 +210,8 @@ def test_small_evaluation_of_our_optimisers_on_a_rare_digit(world):
     that plain sampling almost never draws, at a CI size (4 seeds, 10 steps). `make eval-toy` measures
     the same at 20 seeds; this keeps a regression visible: NAO-SeedSelect must draw the digit, and
     SeedSelect must move the judge's belief towards it as it iterates."""
-    from rarecli.backbones.toy import evaluate as ev
-    from rarecli.backbones.toy.seedselect_methods import SeedSelectMethod
+    from rarecli.toyworld import evaluate as ev
+    from rarecli.toyworld.adapters import SeedSelectMethod
 
     seven = 7
     assert seven in world.rare
@@ -240,7 +240,7 @@ def test_small_evaluation_of_our_optimisers_on_a_rare_digit(world):
 def test_toy_r2f_uses_a_clip_chosen_stand_in_for_the_early_steps(world):
     """The R2F check samples with the product's schedule: the stand-in (chosen by toy-clip among the
     frequent digits, never by the judge) guides the early steps, the rare prompt the rest."""
-    from rarecli.backbones.toy.r2f_methods import R2FMethod, clip_stand_ins
+    from rarecli.toyworld.adapters import R2FMethod, clip_stand_ins
 
     stand_ins = clip_stand_ins(world)
     assert set(stand_ins) == set(world.rare) and set(stand_ins.values()) <= set(world.frequent)

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rarecli.backbones.toy import CLIP_DIR as _TOY_CLIP_DIR
-from rarecli.backbones.toy import PIPELINE_DIR as _TOY_PIPELINE_DIR
-from rarecli.paths import cache_dir
+from rarecli.paths import cache_dir, toy_world_dir
 
 
 @dataclass(frozen=True)
@@ -106,7 +104,7 @@ EMBEDDED: dict[str, Embedded] = {
             "pipeline",
             "StableDiffusionPipeline",
             "trained toy world: 8x8 handwritten digits, long-tailed (rare: 5-9), DDIM (make toy-world)",
-            packaged=_TOY_PIPELINE_DIR,
+            packaged=toy_world_dir() / "toy-digits",
             clip="toy-clip",
         ),
         Embedded(
@@ -114,7 +112,7 @@ EMBEDDED: dict[str, Embedded] = {
             "clip",
             "CLIPModel",
             "trained toy CLIP for toy-digits, balanced digits; preprocessing in rare_clip.json",
-            packaged=_TOY_CLIP_DIR,
+            packaged=toy_world_dir() / "toy-clip",
         ),
     )
 }

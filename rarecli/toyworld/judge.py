@@ -12,7 +12,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from rarecli.errors import RareError
+from rarecli.toyworld import JUDGE_DIR
+from rarecli.toyworld.data import to_gray
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,10 +66,7 @@ class Judge:
         self.config = config
 
     def probs(self, images: list[Image.Image] | Image.Image | np.ndarray) -> np.ndarray:
-        import numpy as np
         import torch
-
-        from rarecli.backbones.toy.data import to_gray
 
         gray = images if isinstance(images, np.ndarray) else to_gray(images)
         x = torch.from_numpy(np.asarray(gray, dtype=np.float32))[:, None]
@@ -88,8 +89,6 @@ def save_judge(module: torch.nn.Module, config: JudgeConfig, folder: Path, extra
 def load_judge(folder: Path | None = None) -> Judge:
     """Load the judge from `folder` (default: the packaged one). Never unpickles."""
     from safetensors.torch import load_file
-
-    from rarecli.backbones.toy import JUDGE_DIR
 
     folder = Path(folder) if folder is not None else JUDGE_DIR
     if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():

@@ -1,7 +1,7 @@
 """One picture comparing methods: a row per output folder (e.g. plain sampling, SeedSelect,
 NAO-SeedSelect), its PNGs left to right in name order, each captioned with the folder's name.
 
-    python -m rarecli.io.side_by_side OUT.png DIR [DIR ...] [--max-per-row N] [--toy-judge]
+    python -m rarecli.toyworld side-by-side OUT.png DIR [DIR ...] [--max-per-row N] [--toy-judge]
 
 `--toy-judge` captions each image with the digit the toy world's judge sees in it (toy-digits outputs).
 Tiny images (the toy world's 8x8 digits) are enlarged by an integer factor with nearest-neighbour
@@ -16,7 +16,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from PIL import Image as PILImage
+
 from rarecli.errors import InputError
+from rarecli.io.grid import make_grid
+from rarecli.io.images import save_png
+from rarecli.toyworld import DIGIT_WORDS
+from rarecli.toyworld.judge import load_judge
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -26,7 +32,6 @@ MIN_SIDE = 128  # wide enough for a caption like "nao-seedselect: seven"
 
 def enlarge(image: Image.Image, min_side: int = MIN_SIDE) -> Image.Image:
     """`image` scaled by the smallest integer factor that makes its short side >= min_side."""
-    from PIL import Image as PILImage
 
     factor = -(-min_side // min(image.size))
     if factor <= 1:
@@ -41,9 +46,6 @@ def side_by_side(
 ) -> Image.Image:
     """The comparison picture; InputError when a folder holds no PNG. `caption(folder name, image)`
     replaces the default caption (the folder's name)."""
-    from PIL import Image as PILImage
-
-    from rarecli.io.grid import make_grid
 
     rows: list[list[tuple[str, Image.Image]]] = []
     for folder in folders:
@@ -71,14 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         "--toy-judge", action="store_true", help="caption each image with the digit the toy world's judge sees in it"
     )
     args = parser.parse_args(argv)
-    from rarecli.io.images import save_png
 
     rows = [str(f) for f in args.folders]
     caption = None
     if args.toy_judge:
-        from rarecli.backbones.toy import DIGIT_WORDS
-        from rarecli.backbones.toy.judge import load_judge
-
         judge = load_judge()
 
         def caption(name: str, image: Image.Image) -> str:
@@ -96,6 +94,3 @@ def main(argv: list[str] | None = None) -> int:
     print(path)
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,135 +1,38 @@
-"""`make toy-world`: train the toy world from scikit-learn's digits and save it in the formats rare loads.
+"""Training the toy world's parts from the digits: the judge, toy-clip, the VAE and the UNet.
 
-Stages, each seeded (a rerun on the same machine, torch version and thread count gives the same files):
-1. judge (small CNN) on `judge_train`;
-2. toy-clip (transformers CLIPModel) contrastively on the balanced `clip_train`;
-3. VAE (diffusers AutoencoderKL, 8x8x3 -> 4x4x4) on the balanced `clip_train` too: like Stable
-   Diffusion's autoencoder, it is trained on broad data and can draw every digit; the long tail is only
-   in what the denoiser sees;
-4. UNet (diffusers UNet2DConditionModel) on the long-tailed `diffusion_train`, conditioned on the token
-   states of the frozen toy-clip text tower (as SD is on CLIP's), 10% empty prompts for guidance, EMA;
-5. everything saved: `toy-digits/` (StableDiffusionPipeline, DDIM), `toy-clip/` (CLIPModel +
-   `rare_clip.json`), `judge/`, `refs/<digit>/` PNGs, and `manifest.json` (split, seeds,
-   hyper-parameters, metrics, SHA-256 of every file).
-
-The whole build is written to a temporary folder and swapped into place at the end.
+Each stage is seeded (a rerun on the same machine, torch version and thread count gives the same
+weights); `build` runs them in order and saves the result.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import shutil
+import copy
+import math
 import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from rarecli.backbones.toy import CLIP_PREPROCESS, DIGIT_WORDS, WEIGHTS_DIR, prompt_for
-from rarecli.backbones.toy.data import IMAGE_SIZE, SplitSpec
-from rarecli.io.hashing import file_sha256
+import numpy as np
 
-BUILD_VERSION = 1
-
-# Templates CLIP is trained with: the generator's own prompt plus a few others, so the text tower
-# learns the number words rather than one fixed string.
-CLIP_TEMPLATES = (
-    "a handwritten digit {}",
-    "the digit {}",
-    "a picture of the number {}",
-    "a handwritten {}",
-    "{}",
-)
+from rarecli.backbones.tiny import sd21_ddim_scheduler
+from rarecli.backbones.tokenizers import CLIP_VOCAB_SIZE
+from rarecli.toyworld import DIGIT_WORDS, prompt_for
+from rarecli.toyworld.data import IMAGE_SIZE, degrade, shift
+from rarecli.toyworld.hyper import CLIP_TEMPLATES, ClipHyper, JudgeHyper, UnetHyper, VaeHyper
+from rarecli.toyworld.judge import JudgeConfig, build_module
 
 
-@dataclass
-class JudgeHyper:
-    seed: int = 1
-    steps: int = 600
-    batch: int = 64
-    lr: float = 3e-3
-    shift: int = 1
-
-
-@dataclass
-class ClipHyper:
-    seed: int = 2
-    steps: int = 800
-    batch: int = 100
-    lr: float = 2e-3
-    text_hidden: int = 32
-    vision_hidden: int = 64
-    layers: int = 2
-    heads: int = 4
-    patch: int = 2
-    projection: int = 32
-    shift: int = 1
-
-
-@dataclass
-class VaeHyper:
-    seed: int = 3
-    steps: int = 600
-    batch: int = 64
-    lr: float = 2e-3
-    kl_weight: float = 1e-4
-    channels: tuple[int, int] = (16, 32)
-    latent_channels: int = 4
-
-
-@dataclass
-class UnetHyper:
-    seed: int = 4
-    steps: int = 1200
-    batch: int = 64
-    lr: float = 1e-3
-    warmup: int = 100
-    channels: tuple[int, int] = (32, 64)
-    layers_per_block: int = 1
-    head_dim: int = 8
-    uncond_prob: float = 0.1
-    # A short run: a 0.999 EMA would still average in the first, poor, thousand steps.
-    ema_decay: float = 0.995
-    shift: int = 1
-    # Sampling weight of one rare-digit image relative to one frequent-digit image. At 1 every image
-    # is drawn equally often (a trial with 1,500 steps: 170-850 draws per rare digit) and plain
-    # sampling then drew 6, 7 and 9 right 60-95% of the time at guidance 7.5 (the tail barely
-    # fails); at 0.25 each rare digit is drawn 35-175 times in all, against ~15,000 per frequent one.
-    rare_weight: float = 0.25
-
-
-@dataclass
-class ToyHyper:
-    split: SplitSpec = field(default_factory=SplitSpec)
-    judge: JudgeHyper = field(default_factory=JudgeHyper)
-    clip: ClipHyper = field(default_factory=ClipHyper)
-    vae: VaeHyper = field(default_factory=VaeHyper)
-    unet: UnetHyper = field(default_factory=UnetHyper)
-    # One thread: on a shared 2-core machine OpenMP threads spin-wait on each other (measured 16x
-    # slower with 2 threads under load), and a fixed count keeps float reductions reproducible.
-    threads: int = 1
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["split"] = self.split.to_json()
-        return out
-
-
-def _log(message: str) -> None:
+def say(message: str) -> None:
     print(f"[toy-world {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _gen(seed: int):
+def generator(seed: int):
     import torch
 
     return torch.Generator("cpu").manual_seed(seed)
 
 
 def _cosine_lr(step: int, total: int, base: float, warmup: int = 100) -> float:
-    import math
 
     if step < warmup:
         return base * (step + 1) / warmup
@@ -141,18 +44,11 @@ def _set_lr(opt, lr: float) -> None:
         group["lr"] = lr
 
 
-# ---------------------------------------------------------------- judge
-
-
 def train_judge(images, labels, split, hp: JudgeHyper) -> tuple[Any, dict[str, Any]]:
-    import numpy as np
     import torch
 
-    from rarecli.backbones.toy.data import degrade, shift
-    from rarecli.backbones.toy.judge import JudgeConfig, build_module
-
     torch.manual_seed(hp.seed)
-    g = _gen(hp.seed)
+    g = generator(hp.seed)
     config = JudgeConfig()
     model = build_module(config)
     x = torch.from_numpy(images[split.judge_train])[:, None]
@@ -175,13 +71,8 @@ def train_judge(images, labels, split, hp: JudgeHyper) -> tuple[Any, dict[str, A
     return model, {"judge_test_accuracy": acc, "judge_test_size": len(split.judge_test), "final_loss": loss.item()}
 
 
-# ---------------------------------------------------------------- CLIP
-
-
 def clip_config(hp: ClipHyper):
     from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
-
-    from rarecli.backbones.tokenizers import CLIP_VOCAB_SIZE
 
     text = CLIPTextConfig(
         vocab_size=CLIP_VOCAB_SIZE,
@@ -219,14 +110,11 @@ def tokenize(tokenizer, prompts: list[str]):
 def train_clip(images, labels, split, hp: ClipHyper, tokenizer) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """Contrastive training on the balanced set. With ten concepts a batch holds many images of the same
     digit, so the text->image direction uses every image of the digit as a positive (soft targets)."""
-    import numpy as np
     import torch
     from transformers import CLIPModel
 
-    from rarecli.backbones.toy.data import degrade, shift
-
     torch.manual_seed(hp.seed)
-    g = _gen(hp.seed)
+    g = generator(hp.seed)
     model = CLIPModel(clip_config(hp))
     x = torch.from_numpy(images[split.clip_train])[:, None]
     y = torch.from_numpy(labels[split.clip_train])
@@ -263,17 +151,12 @@ def train_clip(images, labels, split, hp: ClipHyper, tokenizer) -> tuple[Any, di
     return model, preprocess, {"zero_shot_accuracy_judge_test": acc, "final_loss": loss.item()}
 
 
-# ---------------------------------------------------------------- VAE
-
-
 def train_vae(images, split, hp: VaeHyper) -> tuple[Any, dict[str, Any]]:
     import torch
     from diffusers import AutoencoderKL
 
-    from rarecli.backbones.toy.data import shift
-
     torch.manual_seed(hp.seed)
-    g = _gen(hp.seed)
+    g = generator(hp.seed)
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,
@@ -313,12 +196,8 @@ def train_vae(images, split, hp: VaeHyper) -> tuple[Any, dict[str, Any]]:
     return vae, {"recon_mse_01": test_mse, "kl_per_dim": kl.item(), "scaling_factor": round(scale, 5)}
 
 
-# ---------------------------------------------------------------- UNet
-
-
 def ddim_scheduler():
     """SD2.1-base's scheduler settings (what SeedSelect uses), shared with the tiny backbones."""
-    from rarecli.backbones.tiny import sd21_ddim_scheduler
 
     return sd21_ddim_scheduler()
 
@@ -348,13 +227,11 @@ def text_states(text_encoder, tokenizer, prompts: list[str]):
 
 
 def train_unet(images, labels, split, hp: UnetHyper, vae, text_encoder, tokenizer) -> tuple[Any, dict[str, Any]]:
-    import copy
 
-    import numpy as np
     import torch
 
     torch.manual_seed(hp.seed)
-    g = _gen(hp.seed)
+    g = generator(hp.seed)
     # Frozen parts: latents of every training image at every shift, and the 11 prompt encodings.
     train_idx = np.asarray(split.diffusion_train)
     x = torch.from_numpy(images[train_idx])[:, None]
@@ -405,16 +282,13 @@ def train_unet(images, labels, split, hp: UnetHyper, vae, text_encoder, tokenize
                 pe.lerp_(p, 1 - decay)
         losses.append(loss.item())
         if step % 500 == 0 or step == hp.steps - 1:
-            _log(f"unet step {step}/{hp.steps} loss {np.mean(losses[-100:]):.4f}")
+            say(f"unet step {step}/{hp.steps} loss {np.mean(losses[-100:]):.4f}")
     visits = {DIGIT_WORDS[d]: round(share[DIGIT_WORDS[d]] * hp.steps * hp.batch) for d in range(10)}
     return ema.eval(), {
         "final_loss_mean_last_200": float(np.mean(losses[-200:])),
         "class_share_of_training_samples": share,
         "expected_samples_seen_per_class": visits,
     }
-
-
-# ---------------------------------------------------------------- assembly
 
 
 def text_encoder_from_clip(clip):
@@ -426,40 +300,7 @@ def text_encoder_from_clip(clip):
     return text.eval().requires_grad_(False)
 
 
-def assemble_pipeline(vae, unet, text_encoder, tokenizer):
-    from diffusers import StableDiffusionPipeline
-
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=ddim_scheduler(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-
-
-def write_refs(images, split, folder: Path) -> None:
-    from rarecli.backbones.toy.data import to_pil
-
-    for digit, idx in sorted(split.refs.items()):
-        sub = folder / DIGIT_WORDS[digit]
-        sub.mkdir(parents=True, exist_ok=True)
-        for i in idx:
-            to_pil(images[i]).save(sub / f"digit{digit}_{i:04d}.png", optimize=True)
-
-
-def file_hashes(root: Path) -> dict[str, dict[str, Any]]:
-    return {
-        str(p.relative_to(root)): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != "manifest.json"
-    }
-
-
-def _zero_unused_token_rows(text_model, used_ids) -> int:
+def zero_unused_token_rows(text_model, used_ids) -> int:
     """Token rows no training prompt used stay random at init; zeroing them says "unknown word" and
     lets git store the 49,408-row table compactly. Returns how many rows were kept."""
     import torch
@@ -470,111 +311,3 @@ def _zero_unused_token_rows(text_model, used_ids) -> int:
     with torch.no_grad():
         emb[~keep] = 0
     return int(keep.sum())
-
-
-def build(out: Path, hp: ToyHyper) -> dict[str, Any]:
-    """Train everything and write the toy world into `out` (replaced atomically at the end)."""
-    import torch
-
-    from rarecli.backbones.tokenizers import clip_tokenizer
-    from rarecli.backbones.toy import data
-
-    torch.set_num_threads(hp.threads)
-    started = time.perf_counter()
-    images, labels = data.load()
-    split = data.make_split(labels, hp.split)
-    tokenizer = clip_tokenizer()
-    timings: dict[str, float] = {}
-    metrics: dict[str, Any] = {}
-
-    def stage(name: str, fn):
-        t0 = time.perf_counter()
-        _log(f"{name} ...")
-        result = fn()
-        timings[name] = round(time.perf_counter() - t0, 1)
-        _log(f"{name} done in {timings[name]} s: {result[-1]}")
-        metrics[name] = result[-1]
-        return result
-
-    judge, _ = stage("judge", lambda: train_judge(images, labels, split, hp.judge))
-    clip, preprocess, _ = stage("clip", lambda: train_clip(images, labels, split, hp.clip, tokenizer))
-    used = {int(i) for t in CLIP_TEMPLATES for i in tokenize(tokenizer, [t.format(w) for w in DIGIT_WORDS]).flatten()}
-    used |= {int(i) for i in tokenize(tokenizer, [""]).flatten()}
-    metrics["clip"]["token_rows_kept"] = _zero_unused_token_rows(clip.text_model, used)
-    text_encoder = text_encoder_from_clip(clip)
-    vae, _ = stage("vae", lambda: train_vae(images, split, hp.vae))
-    vae.requires_grad_(False)
-    unet, _ = stage("unet", lambda: train_unet(images, labels, split, hp.unet, vae, text_encoder, tokenizer))
-
-    seconds = {**timings, "total": round(time.perf_counter() - started, 1)}
-    parts = {"judge": judge, "clip": clip, "preprocess": preprocess, "text_encoder": text_encoder, "vae": vae}
-    return write_world(Path(out), hp, split, images, tokenizer, {**parts, "unet": unet}, metrics, seconds)
-
-
-def write_world(out: Path, hp: ToyHyper, split, images, tokenizer, parts: dict[str, Any], metrics, seconds) -> dict:
-    """Save every part, the reference folders and the manifest; swap the folder into place."""
-    import torch
-
-    from rarecli.backbones.toy.judge import JudgeConfig, save_judge
-    from rarecli.runtime.quiet import quiet_libraries
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".toy-world-", dir=out.parent))
-    try:
-        with quiet_libraries():
-            pipe = assemble_pipeline(parts["vae"], parts["unet"], parts["text_encoder"], tokenizer)
-            pipe.save_pretrained(tmp / "toy-digits")
-            parts["clip"].save_pretrained(tmp / "toy-clip")
-        preprocess = json.dumps(parts["preprocess"], indent=2) + "\n"
-        (tmp / "toy-clip" / CLIP_PREPROCESS).write_text(preprocess, encoding="utf-8")
-        save_judge(
-            parts["judge"], JudgeConfig(), tmp / "judge", {"trained_on": "judge_train split, see ../manifest.json"}
-        )
-        write_refs(images, split, tmp / "refs")
-        manifest = {
-            "name": "toy-digits",
-            "build_version": BUILD_VERSION,
-            "dataset": "sklearn.datasets.load_digits: 1,797 8x8 images, values 0-16 scaled to [0, 1]",
-            "prompts": {str(d): prompt_for(d) for d in range(10)},
-            "frequent": list(hp.split.frequent),
-            "rare": list(hp.split.rare),
-            "split": split.to_json(),
-            "hyper_parameters": hp.to_json(),
-            "metrics": metrics,
-            "seconds": seconds,
-            "environment": {"torch": torch.__version__, "threads": hp.threads, "python": sys.version.split()[0]},
-            "files": file_hashes(tmp),
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}-old-{os.getpid()}")
-            os.rename(out, old)
-        os.rename(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return manifest
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build the toy-digits world (make toy-world).")
-    parser.add_argument("--out", type=Path, default=WEIGHTS_DIR)
-    parser.add_argument("--unet-steps", type=int, default=None)
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (quick runs)")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    hp = ToyHyper(threads=args.threads)
-    for part in (hp.judge, hp.clip, hp.vae, hp.unet):
-        part.steps = max(10, int(part.steps * args.scale))
-    if args.unet_steps is not None:
-        hp.unet.steps = args.unet_steps
-    manifest = build(args.out, hp)
-    _log(f"built in {manifest['seconds']['total']} s")
-    print(args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

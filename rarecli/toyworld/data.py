@@ -18,6 +18,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from PIL import Image
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -71,7 +74,6 @@ class Split:
 
 def load() -> tuple[np.ndarray, np.ndarray]:
     """All 1,797 digits as float32 [N, 8, 8] in [0, 1] and their int64 labels."""
-    import numpy as np
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -79,7 +81,6 @@ def load() -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_split(labels: np.ndarray, spec: SplitSpec) -> Split:
-    import numpy as np
 
     rng = np.random.default_rng(spec.seed)
     diffusion, judge_train, judge_test, clip_pool, unused = [], [], [], {}, []
@@ -135,8 +136,6 @@ def degrade(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 def to_pil(gray: np.ndarray) -> Image.Image:
     """An [8, 8] array in [0, 1] as an RGB PIL image (the pipeline's and CLIP's format)."""
-    import numpy as np
-    from PIL import Image
 
     arr = (np.clip(gray, 0, 1) * 255 + 0.5).astype(np.uint8)
     return Image.fromarray(np.stack([arr] * 3, axis=-1), mode="RGB")
@@ -144,8 +143,6 @@ def to_pil(gray: np.ndarray) -> Image.Image:
 
 def to_gray(images: list[Image.Image] | Image.Image) -> np.ndarray:
     """PIL images of any size or mode -> float32 [B, 8, 8] grey in [0, 1] (area-resized)."""
-    import numpy as np
-    from PIL import Image
 
     if isinstance(images, Image.Image):
         images = [images]

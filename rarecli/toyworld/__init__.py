@@ -1,6 +1,6 @@
 """`toy-digits`: a miniature long-tail world in which the rare-concept methods can be measured on a CPU.
 
-Built by `make toy-world` (rarecli.backbones.toy.build) from scikit-learn's `load_digits` (1,797 8x8
+Built by `make toy-world` (rarecli.toyworld.build) from scikit-learn's `load_digits` (1,797 8x8
 handwritten digits, shipped inside the package, no download):
 
 - `toy-digits`: a text-conditional latent diffusion model (diffusers `StableDiffusionPipeline`) trained
@@ -10,17 +10,17 @@ handwritten digits, shipped inside the package, no download):
 - a judge (small CNN) trained on a held-out split, used only for evaluation (`judge.py`);
 - reference-image folders for the rare digits, drawn from images no model was trained on.
 
-This module only names things; it imports nothing heavy so the registry can point at the weights.
+This module only names things. The toy world sits above `methods/` (it measures them); the embedded
+backbones find its weights through `rarecli.paths.toy_world_dir`, not through this package.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from rarecli.paths import toy_world_dir
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
-TOY_DIR = Path(__file__).resolve().parent
-WEIGHTS_DIR = TOY_DIR / "weights"
+WEIGHTS_DIR = toy_world_dir()
 PIPELINE_DIR = WEIGHTS_DIR / "toy-digits"
 CLIP_DIR = WEIGHTS_DIR / "toy-clip"
 JUDGE_DIR = WEIGHTS_DIR / "judge"

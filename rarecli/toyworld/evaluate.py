@@ -1,0 +1,222 @@
+"""Measure the toy world: per digit, how often a method draws the digit a prompt names, and whether it
+draws a new one or copies a training image (`world` says what novelty is measured against, `scoring`
+how a method's images are scored).
+
+Methods plug in as callables `method(prompt, refs, seed) -> PIL image`, or a `MethodOutput` that also
+carries the iterations run and, optionally, the image at chosen iterations (`checkpoints`). A method
+object with `run_seeds(prompt, refs_folder, seeds) -> list[MethodOutput]` is called once per digit with
+every seed (so it can batch). Plain sampling is built in ("sd" at the configured guidance, 7.5 as in SD
+and SeedSelect, and "sd-cfg1" at guidance 1 as NAO-SeedSelect samples); SeedSelect, NAO-SeedSelect and
+R2F come from `adapters` (`main` wires them in). Methods that need references run on the rare digits
+only (their reference folders).
+
+    python -m rarecli.toyworld evaluate --out DIR      (make eval-toy)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rarecli.io.atomic import write_text_replace
+from rarecli.runtime.device import DeviceManager
+from rarecli.toyworld import DIGIT_WORDS, prompt_for
+from rarecli.toyworld.adapters import PlainSampling, R2FMethod, SeedSelectMethod, clip_stand_ins
+from rarecli.toyworld.plot import plot
+from rarecli.toyworld.scoring import iterations_to_reach, score_images, score_trajectory, summarise_groups
+from rarecli.toyworld.types import Method, MethodOutput
+from rarecli.toyworld.world import COPY_PERCENTILE, ToyWorld, load_world
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["EvalConfig", "MethodOutput", "evaluate", "load_world", "main", "write"]
+
+
+@dataclass
+class EvalConfig:
+    seeds: int = 20
+    first_seed: int = 0
+    steps: int = 20
+    guidance: float = 7.5
+    # Plain sampling is also reported at these guidance scales, as "sd-cfg<g>".
+    extra_guidances: tuple[float, ...] = (1.0,)
+    digits: tuple[int, ...] | None = None  # default: all ten
+    # Methods other than plain sampling run on the rare digits (they need reference images).
+    methods_on_frequent: bool = False
+    grid_seeds: int = 8
+
+
+def evaluate(
+    world: ToyWorld,
+    methods: dict[str, Method] | None = None,
+    config: EvalConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run plain sampling on every digit and each extra method on the rare digits; return the report.
+
+    `methods` maps a name to `method(prompt, refs, seed)`; the result is timed per image and, when it
+    is a `MethodOutput` with `iterations`, the iterations are averaged.
+    """
+
+    config = config or EvalConfig()
+    digits = list(config.digits) if config.digits is not None else list(range(10))
+    seeds = list(range(config.first_seed, config.first_seed + config.seeds))
+    all_methods: dict[str, Method] = {"sd": PlainSampling(world.loaded, config.steps, config.guidance)}
+    for g in config.extra_guidances:
+        all_methods[f"sd-cfg{g:g}"] = PlainSampling(world.loaded, config.steps, g)
+    all_methods.update(methods or {})
+    results: dict[str, dict[str, Any]] = {}
+    grids: dict[str, dict[int, list[Image.Image]]] = {}
+    for name, method in all_methods.items():
+        per_digit: dict[str, Any] = {}
+        grids[name] = {}
+        for digit in digits:
+            rare = digit in world.rare
+            plain = isinstance(method, PlainSampling)
+            if not plain and not rare and not config.methods_on_frequent:
+                continue
+            prompt = prompt_for(digit)
+            refs = world.refs(digit) if rare else []
+            t0 = time.perf_counter()
+            iterations: list[int] = []
+            checkpoints: list[dict[int, Image.Image]] = []
+            infos: list[dict[str, Any]] = []
+            if plain:
+                outputs: list[Any] = method.batch(prompt, seeds)
+            elif hasattr(method, "run_seeds"):
+                outputs = method.run_seeds(prompt, world.refs_folder(digit), seeds)
+            else:
+                outputs = [method(prompt, refs, seed) for seed in seeds]
+            seconds = time.perf_counter() - t0
+            images = []
+            for out in outputs:
+                if isinstance(out, MethodOutput):
+                    if out.iterations is not None:
+                        iterations.append(out.iterations)
+                    if out.checkpoints:
+                        checkpoints.append(out.checkpoints)
+                    infos.append(out.info)
+                    out = out.image
+                images.append(out)
+            row = score_images(world, digit, images, with_refs=not plain and rare)
+            # Wall time of the whole call, the checkpoint renders included; `seconds_to_result` is the
+            # method's own account (setup + optimisation + final render) where it gives one.
+            row["seconds_per_image"] = seconds / len(images)
+            for key in ("seconds", "setup_seconds", "seconds_per_iteration"):
+                values = [i[key] for i in infos if i.get(key) is not None]
+                if values:
+                    row["seconds_to_result" if key == "seconds" else key] = float(np.mean(values))
+            if iterations:
+                row["iterations_mean"] = float(np.mean(iterations))
+            if checkpoints:
+                row.update(score_trajectory(world, digit, checkpoints))
+            per_digit[DIGIT_WORDS[digit]] = row
+            grids[name][digit] = images[: config.grid_seeds]
+            if progress is not None:
+                progress(f"{name} {DIGIT_WORDS[digit]}: accuracy {row['accuracy']:.2f} copies {row['copy_rate']:.2f}")
+        results[name] = {"per_digit": per_digit, **summarise_groups(world, per_digit)}
+    report = {
+        "config": asdict(config),
+        "world": {
+            "model": world.loaded.ref.to_meta(),
+            "frequent": world.frequent,
+            "rare": world.rare,
+            "copy_threshold": world.copy_threshold,
+            "copy_percentile_of_heldout_real": COPY_PERCENTILE,
+            "heldout_real": {
+                DIGIT_WORDS[d]: {
+                    "judge_accuracy": world.real_accuracy[d],
+                    "judge_accuracy_after_vae": world.vae_accuracy[d],
+                    "novelty_median": world.real_distance[d],
+                    "diversity": world.real_diversity[d],
+                }
+                for d in range(10)
+            },
+        },
+        "methods": results,
+    }
+    report["iterations_to_reach_final_rare_accuracy"] = iterations_to_reach(report)
+    report["_grids"] = grids  # images for the plot; dropped when written
+    return report
+
+
+def write(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    """`<out>/toy-eval.json` and `<out>/toy-eval.png` (replaced: an evaluation is a state, not an output)."""
+
+    out.mkdir(parents=True, exist_ok=True)
+    clean = {k: v for k, v in report.items() if not k.startswith("_")}
+    json_path = write_text_replace(out / "toy-eval.json", json.dumps(clean, indent=1) + "\n")
+    png_path = plot(report, out / "toy-eval.png")
+    return json_path, png_path
+
+
+OPTIMISERS = ("seedselect", "nao-seedselect")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Evaluate plain sampling, SeedSelect and NAO-SeedSelect on the toy-digits world (make eval-toy)."
+    )
+    parser.add_argument("--out", type=Path, default=Path("out/toy-eval"))
+    parser.add_argument("--world", type=Path, default=None, help="a folder written by the build (default: packaged)")
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=20, help="denoising steps, also SeedSelect's inner steps")
+    parser.add_argument("--guidance", type=float, default=7.5)
+    parser.add_argument(
+        "--methods",
+        default=",".join(OPTIMISERS),
+        help="comma-separated optimisers to run besides plain sampling (seedselect, nao-seedselect; '' for none)",
+    )
+    parser.add_argument("--digits", default=None, help="comma-separated digits (default: all ten)")
+    parser.add_argument("--seedselect-iters", type=int, default=None, help="default: the CLI's (30)")
+    parser.add_argument("--nao-iters", type=int, default=None, help="default: the CLI's (5)")
+    parser.add_argument(
+        "--r2f-levels",
+        default="1,2,3,4,5",
+        help="R2F visual-detail levels to run (rare prompt guided early by a toy-clip-chosen frequent digit; '' for none)",
+    )
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    levels = [int(x) for x in args.r2f_levels.split(",") if x.strip()]
+    if any(not 0 <= level <= 5 for level in levels):
+        parser.error("--r2f-levels takes levels 0..5")
+    names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(names) - set(OPTIMISERS))
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(OPTIMISERS)}")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    world = load_world(DeviceManager("cpu", "fp32"), args.world)
+    iters = {"seedselect": args.seedselect_iters, "nao-seedselect": args.nao_iters}
+    methods: dict[str, Method] = {
+        name: SeedSelectMethod(world, name, inner_steps=args.steps, iters=iters[name]) for name in names
+    }
+    stand_ins = clip_stand_ins(world) if levels else {}
+    for level in levels:
+        methods[f"r2f-l{level}"] = R2FMethod(world, level, stand_ins, args.steps, args.guidance)
+    digits = tuple(int(d) for d in args.digits.split(",")) if args.digits else None
+    config = EvalConfig(seeds=args.seeds, steps=args.steps, guidance=args.guidance, digits=digits)
+    report = evaluate(world, methods, config, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    if len(levels) > 1:  # one picture row for R2F: its best level on the rare digits
+        ranked = sorted(levels, key=lambda lv: report["methods"][f"r2f-l{lv}"].get("rare", {}).get("accuracy", 0))
+        for level in ranked[:-1]:
+            report["_grids"].pop(f"r2f-l{level}", None)
+    if levels:
+        report["r2f"] = {
+            "stand_ins": {DIGIT_WORDS[r]: DIGIT_WORDS[f] for r, f in stand_ins.items()},
+            "chosen_by": "nearest toy-clip text embedding among the frequent digits' prompts",
+            "schedules": {name: methods[name].schedules for name in methods if name.startswith("r2f-")},
+        }
+    for path in write(report, args.out):
+        print(path)
+    return 0
