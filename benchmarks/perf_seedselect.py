@@ -164,12 +164,13 @@ def speed(steps: int, reps: int) -> dict:
 
     from rarecli.backbones.clip import load_clip
     from rarecli.backbones.loading import load_pipeline
+    from rarecli.methods.inversion import InversionSettings, invert_references
     from rarecli.methods.references import load_references
     from rarecli.methods.seedopt import optimise
-    from rarecli.methods.seedselect import DEFAULTS, nao_centroid_and_paths
+    from rarecli.methods.seedselect import DEFAULTS
     from rarecli.runtime.device import DeviceManager
-    from rarecli.seeds.inversion import InversionSettings, invert_references
     from rarecli.seeds.noise import noise_from_seed
+    from rarecli.seeds.starts import nao_centroid_and_paths
 
     manager = DeviceManager("auto", "auto")
     loaded = load_pipeline("tiny-sd", manager)

@@ -24,10 +24,11 @@ from rarecli.io.images import open_image, read_metadata
 from rarecli.methods import ddim
 from rarecli.methods.references import bootstrap_subsets, compute_targets, load_references
 from rarecli.methods.seedopt import Objective, optimise, semantic_weights
-from rarecli.methods.seedselect import SeedSelectConfig, clean_prompt, nao_start_points, resolve_clip
+from rarecli.methods.seedselect import SeedSelectConfig, clean_prompt, resolve_clip
 from rarecli.methods.seedselect import run as seedselect_run
 from rarecli.seeds.files import load_seed
 from rarecli.seeds.noise import noise_from_seed
+from rarecli.seeds.starts import nao_start_points
 from tests.conftest import interruptible, rare_cmd
 
 PROMPT = "a hairy frog"
@@ -378,7 +379,7 @@ def test_ddim_inversion_round_trip_in_latent_space(tiny_sd):
     (3.5% with 20), against ~140% between two unrelated seeds. The image-level round trip is not
     tested here: tiny-sd's random-weight VAE does not reconstruct (encode(decode(x)) is unrelated to
     x), which real SD VAEs do."""
-    from rarecli.seeds.inversion import invert_latents
+    from rarecli.methods.inversion import invert_latents
 
     text = ddim.encode_text(tiny_sd, PROMPT, 1.0)
     schedule = ddim.DdimSchedule.from_pipeline(tiny_sd.pipe, 50)
@@ -394,7 +395,7 @@ def test_ddim_inversion_round_trip_in_latent_space(tiny_sd):
 
 
 def test_inversion_cache_is_keyed_and_stays_out_of_the_reference_folder(tmp_path, tiny_sd, refs_dir, monkeypatch):
-    from rarecli.seeds.inversion import InversionSettings, cache_folder, invert_references
+    from rarecli.methods.inversion import InversionSettings, cache_folder, invert_references
 
     monkeypatch.setenv("RARE_CACHE_DIR", str(tmp_path / "cache"))
     before = sorted(p.name for p in refs_dir.iterdir())

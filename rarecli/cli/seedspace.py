@@ -55,7 +55,7 @@ Guidance = Annotated[
 
 
 def _render_options(prompt: str | None, steps: int, guidance: float | None):
-    from rarecli.seeds.jobs import RenderOptions
+    from rarecli.methods.seedspace import RenderOptions
 
     return None if prompt is None else RenderOptions(prompt, steps, guidance)
 
@@ -107,9 +107,9 @@ def interpolate(
     Prints the written paths: the seed files in path order, then the strip.
     """
     from rarecli.log import set_quiet
+    from rarecli.methods.seedspace import InterpolateConfig
+    from rarecli.methods.seedspace import interpolate as run
     from rarecli.runtime.device import DeviceManager
-    from rarecli.seeds.jobs import InterpolateConfig
-    from rarecli.seeds.jobs import interpolate as run
 
     set_quiet(quiet or json_out)
     manager = DeviceManager(device, dtype)
@@ -161,9 +161,9 @@ def centroid(
     The file records the method and the source seeds. Prints the written paths: the seed file, then the strip.
     """
     from rarecli.log import set_quiet
+    from rarecli.methods.seedspace import CentroidConfig
+    from rarecli.methods.seedspace import centroid as run
     from rarecli.runtime.device import DeviceManager
-    from rarecli.seeds.jobs import CentroidConfig
-    from rarecli.seeds.jobs import centroid as run
 
     set_quiet(quiet or json_out)
     manager = DeviceManager(device, dtype)

@@ -35,6 +35,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rarecli.errors import InputError
+from rarecli.seeds.nao import centroid_cost, default_eps, solve_centroid
+from rarecli.seeds.paths import check_seeds
+from rarecli.seeds.span import Span, work_device
 
 if TYPE_CHECKING:
     import torch
@@ -53,8 +56,6 @@ class NaoCentroid:
 def _stack(seeds: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
     import torch
 
-    from rarecli.seeds.paths import check_seeds
-
     items = list(seeds.unbind(0)) if isinstance(seeds, torch.Tensor) else list(seeds)
     if len(items) < 2:
         raise InputError(f"a centroid needs at least two seeds (got {len(items)})")
@@ -65,8 +66,6 @@ def _stack(seeds: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
 def _flat(stacked: torch.Tensor, batch_dims: int) -> torch.Tensor:
     """(k, *batch, *seed) -> (B, k, d) float64 on a device with float64."""
     import torch
-
-    from rarecli.seeds.span import work_device
 
     if not 0 <= batch_dims < stacked.dim() - 1:
         raise ValueError(f"batch_dims must be in [0, {stacked.dim() - 2}] for shape {tuple(stacked.shape)}")
@@ -102,9 +101,6 @@ def _nao_one(
 ) -> tuple[torch.Tensor, torch.Tensor, float, bool]:
     """NAO centroid of (k, d) float64 seeds: (centroid (d,), paths (k, n, d), objective, converged)."""
     import torch
-
-    from rarecli.seeds.nao import solve_centroid
-    from rarecli.seeds.span import Span
 
     k = seeds.shape[0]
     if bool((seeds == seeds[0]).all()):
@@ -180,9 +176,6 @@ def centroid_objective(seeds: torch.Tensor | Sequence[torch.Tensor], result: Nao
     """The NAO centroid objective of `result` for `seeds`, in float64, with eps_i = 2 ||s_i - c0|| / n
     taken from the solver's start c0 as the solver does (for comparing solutions)."""
     import torch
-
-    from rarecli.seeds.nao import centroid_cost, default_eps
-    from rarecli.seeds.span import Span
 
     flat = _flat(_stack(seeds), 0)[0]
     n = result.paths[0].shape[0]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rarecli.errors import InputError
+from rarecli.seeds.files import load_seed
 
 if TYPE_CHECKING:
     import torch
@@ -26,7 +27,6 @@ def parse_seed_arg(arg: str, shape: tuple[int, ...] | None) -> tuple[torch.Tenso
 
     `shape` is needed for integer seeds; a file's own shape is checked against it when given.
     """
-    from rarecli.seeds.files import load_seed
 
     text = arg.strip()
     if text.isdigit():

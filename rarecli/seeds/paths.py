@@ -34,6 +34,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 from rarecli.errors import InputError
+from rarecli.seeds.nao import default_eps, path_cost, resample_arc_length, solve_path
+from rarecli.seeds.prior import seed_nll
+from rarecli.seeds.span import Span, work_device
 
 if TYPE_CHECKING:
     import torch
@@ -66,8 +69,6 @@ def check_seeds(tensors: Sequence[torch.Tensor], names: Sequence[str] | None = N
 def _flat_pairs(z0: torch.Tensor, z1: torch.Tensor, batch_dims: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, d) float64 views of both (B = 1 without batch dims), on a device that has float64."""
     import torch
-
-    from rarecli.seeds.span import work_device
 
     check_seeds([z0, z1], ["z0", "z1"])
     if not 0 <= batch_dims < z0.dim():
@@ -168,9 +169,6 @@ def _nao_pair(
     or None when a == b (the path is then the seed itself)."""
     import torch
 
-    from rarecli.seeds.nao import solve_path
-    from rarecli.seeds.span import Span
-
     if torch.equal(a, b):
         return None
     if float(torch.linalg.vector_norm(a)) == 0.0 or float(torch.linalg.vector_norm(b)) == 0.0:
@@ -233,8 +231,6 @@ def nao_interpolate(
     """
     import torch
 
-    from rarecli.seeds.nao import resample_arc_length
-
     if n < 2:
         raise InputError(f"interpolation needs at least 2 steps, the two ends (got {n})")
     if n_points < 3:
@@ -282,7 +278,6 @@ def interpolate(
 
 def path_nll(path: torch.Tensor) -> torch.Tensor:
     """-log chi_d(||p||) of every point of a path (T, *seed_shape), float64."""
-    from rarecli.seeds.prior import seed_nll
 
     return seed_nll(path, batch_dims=1)
 
@@ -290,8 +285,6 @@ def path_nll(path: torch.Tensor) -> torch.Tensor:
 def path_objective(path: torch.Tensor, eps: float | None = None) -> float:
     """NAO's objective J of a path (T, *seed_shape) in float64 (eps defaults to 2 ||p_0 - p_-1|| / T)."""
     import torch
-
-    from rarecli.seeds.nao import default_eps, path_cost
 
     flat = path.reshape(path.shape[0], -1).to(torch.float64)
     if flat.device.type == "mps":
