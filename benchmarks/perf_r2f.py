@@ -23,16 +23,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("out/bench/perf_r2f.json"))
     args = parser.parse_args()
 
+    from rarecli.backbones.families import family_of
     from rarecli.backbones.loading import latent_shape, load_pipeline
     from rarecli.llm.schema import Concept, Plan
-    from rarecli.methods.r2f.sampler import DEFAULT_GUIDANCE, encode_schedule, sample_r2f
-    from rarecli.methods.r2f.schedule import build_schedule, family_key
+    from rarecli.methods.r2f.sampler import encode_schedule, sample_r2f
+    from rarecli.methods.r2f.schedule import build_schedule
     from rarecli.runtime.device import DeviceManager
     from rarecli.seeds.noise import noise_from_seed
 
     manager = DeviceManager("auto", "auto")
     loaded = load_pipeline(args.model, manager)
-    guidance = DEFAULT_GUIDANCE[family_key(loaded.family)]
+    guidance = family_of(loaded.family).guidance
     prompt = "a hairy frog next to a cube-shaped melon"
     plans = {
         "plain": Plan(prompt),

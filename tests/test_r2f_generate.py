@@ -70,15 +70,16 @@ def _observe(loaded, conds, guidance, schedule, seed=0):
 
 @pytest.mark.parametrize("model", ["tiny-sd3", "tiny-sdxl", "tiny-sd"])
 def test_each_step_gets_the_planned_embedding(model, cpu):
+    from rarecli.backbones.families import family_of
     from rarecli.backbones.loading import load_pipeline
-    from rarecli.methods.r2f.sampler import DEFAULT_GUIDANCE, encode_schedule
-    from rarecli.methods.r2f.schedule import build_schedule, family_key
+    from rarecli.methods.r2f.sampler import encode_schedule
+    from rarecli.methods.r2f.schedule import build_schedule
 
     loaded = load_pipeline(model, cpu)
     schedule = build_schedule(PLAN, loaded.family, STEPS)
     assert schedule.prompts == CHAIN
     assert schedule.stops == EXPECTED_STOPS[model]
-    guidance = DEFAULT_GUIDANCE[family_key(loaded.family)]
+    guidance = family_of(loaded.family).guidance
     conds = encode_schedule(loaded, schedule, guidance)
     # Every prompt used is encoded, CFG-stacked with the negative (batch 2), and distinct from the others.
     assert all(c is not None and c.prompt_embeds.shape[0] == 2 for c in conds)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rarecli.backbones.families import find_family
 from rarecli.errors import InputError, RareError
 from rarecli.runtime.cache import MODEL_CACHE
 from rarecli.runtime.device import DeviceManager
@@ -162,7 +163,10 @@ def latent_shape(
     """The initial-noise (seed) shape for one image, (channels, height/f, width/f), read from the
     configs alone (no weights are loaded). Default size is the model's native one."""
     ref = model if isinstance(model, ModelRef) else resolve(model, revision)
-    denoiser = _read_config(ref, "unet/config.json") or _read_config(ref, "transformer/config.json")
+    index = _read_config(ref, "model_index.json") or {}
+    family = find_family(str(index.get("_class_name")))
+    folders = (family.denoiser,) if family is not None else ("unet", "transformer")
+    denoiser = next((c for c in (_read_config(ref, f"{f}/config.json") for f in folders) if c is not None), None)
     vae = _read_config(ref, "vae/config.json")
     if denoiser is None or vae is None:
         raise RareError(f"{ref.name}: no unet/transformer or vae config: not a latent diffusion pipeline")

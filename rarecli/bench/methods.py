@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rarecli.backbones.families import family_of, pipelines_for
 from rarecli.errors import InputError
 
 if TYPE_CHECKING:
@@ -79,22 +80,19 @@ def factory(name: str) -> Factory:
     return METHODS[name]
 
 
-# The pipelines' own defaults (diffusers), so `--steps` left out means what the model card means.
-DEFAULT_STEPS = {"StableDiffusionPipeline": 50, "StableDiffusionXLPipeline": 50, "StableDiffusion3Pipeline": 28}
-SD_FAMILIES = frozenset(DEFAULT_STEPS)
-
-
 def _sd(context: MethodContext) -> Generate:
     from rarecli.backbones.loading import latent_shape, load_pipeline
-    from rarecli.methods.sample import DEFAULT_GUIDANCE, sample
+    from rarecli.methods.sample import sample
     from rarecli.seeds.noise import noise_from_seed
 
     loaded = load_pipeline(
-        context.model, context.manager, context.revision, families=SD_FAMILIES, purpose="rare bench --method sd"
+        context.model, context.manager, context.revision, families=pipelines_for("sd"), purpose="rare bench --method sd"
     )
     shape = latent_shape(loaded.ref)
-    steps = context.steps or DEFAULT_STEPS[loaded.family]
-    guidance = DEFAULT_GUIDANCE[loaded.family] if context.guidance is None else context.guidance
+    # The pipeline's own default steps when --steps is left out: what the model card means.
+    family = family_of(loaded.family)
+    steps = context.steps or family.steps
+    guidance = family.guidance if context.guidance is None else context.guidance
     settings = {"steps": steps, "guidance": guidance, "family": loaded.family, "latent_shape": list(shape)}
 
     def generate(prompt: str, seed: int) -> Generated:
@@ -109,14 +107,17 @@ def _r2f(context: MethodContext) -> Generate:
     (llm_backend, llm_model, llm_base_url), which the run's config.json records."""
     from rarecli.backbones.loading import latent_shape, load_pipeline
     from rarecli.llm.planner import PlannerSettings, make_planner
-    from rarecli.methods.r2f.sampler import DEFAULT_GUIDANCE as R2F_GUIDANCE
     from rarecli.methods.r2f.sampler import DEFAULT_STEPS as R2F_STEPS
-    from rarecli.methods.r2f.sampler import FAMILIES, encode_schedule, sample_r2f, sampler_name
-    from rarecli.methods.r2f.schedule import build_schedule, family_key
+    from rarecli.methods.r2f.sampler import encode_schedule, sample_r2f, sampler_name
+    from rarecli.methods.r2f.schedule import build_schedule
     from rarecli.seeds.noise import noise_from_seed
 
     loaded = load_pipeline(
-        context.model, context.manager, context.revision, families=set(FAMILIES), purpose="rare bench --method r2f"
+        context.model,
+        context.manager,
+        context.revision,
+        families=pipelines_for("r2f"),
+        purpose="rare bench --method r2f",
     )
     options = context.options
     planner = make_planner(
@@ -127,9 +128,8 @@ def _r2f(context: MethodContext) -> Generate:
         )
     )
     shape = latent_shape(loaded.ref)
-    key = family_key(loaded.family)
     steps = context.steps or R2F_STEPS
-    guidance = R2F_GUIDANCE[key] if context.guidance is None else context.guidance
+    guidance = family_of(loaded.family).guidance if context.guidance is None else context.guidance
     base = {
         "steps": steps,
         "guidance": guidance,

@@ -13,6 +13,8 @@ import contextlib
 import sys
 from pathlib import Path
 
+from rarecli.backbones.families import sampler_label
+
 SEEDS = (101, 102, 103)
 PROMPT = "a hairy frog"
 
@@ -33,7 +35,7 @@ def render_refs(folder: Path, model: str = "tiny-sd", seeds: tuple[int, ...] = S
         for seed, path in missing:
             image = sample(loaded, PROMPT, noise_from_seed(seed, shape), steps=steps, guidance=1.0)
             meta = {"command": "demo-refs", "prompt": PROMPT, "seed": seed, **loaded.ref.to_meta()}
-            settings = settings_text(loaded.family, steps, 1.0, seed, model)
+            settings = settings_text(sampler_label(loaded.pipe.scheduler), steps, 1.0, seed, model)
             with contextlib.suppress(FileExistsError):  # made meanwhile by another run
                 save_png(path, image, a1111_parameters(PROMPT, settings), meta)
     return wanted

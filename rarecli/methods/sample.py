@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rarecli.backbones.families import family_of
+
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
     from rarecli.backbones.loading import LoadedPipeline
-
-# Defaults of the models the papers use; the pipeline's own defaults apply to anything else.
-DEFAULT_GUIDANCE = {
-    "StableDiffusionPipeline": 7.5,
-    "StableDiffusionXLPipeline": 5.0,
-    "StableDiffusion3Pipeline": 7.0,
-}
 
 
 def sample(
@@ -33,7 +28,7 @@ def sample(
     pipe = loaded.pipe
     latents = noise if noise.dim() == 4 else noise.unsqueeze(0)
     f = pipe.vae_scale_factor
-    guidance = DEFAULT_GUIDANCE.get(loaded.family, 7.5) if guidance is None else guidance
+    guidance = family_of(loaded.family).guidance if guidance is None else guidance
     with torch.inference_mode():
         result = pipe(
             prompt=prompt,
@@ -49,7 +44,6 @@ def sample(
     return result.images[0]
 
 
-def settings_text(family: str, steps: int, guidance: float | None, seed: int | str, model: str) -> dict[str, Any]:
+def settings_text(sampler: str, steps: int, guidance: float | None, seed: int | str, model: str) -> dict[str, Any]:
     """The A1111-style `Key: value` settings for the `parameters` chunk."""
-    sampler = {"StableDiffusionPipeline": "DDIM", "StableDiffusion3Pipeline": "FlowMatchEuler"}.get(family, family)
     return {"Steps": steps, "Sampler": sampler, "CFG scale": guidance, "Seed": seed, "Model": model}

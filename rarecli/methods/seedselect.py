@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rarecli.backbones.families import family_of, pipelines_for, sampler_label
 from rarecli.errors import InputError
 from rarecli.seeds.starts import nao_centroid_and_paths, nao_start_points
 
@@ -52,7 +53,6 @@ METHODS = ("sd", "seedselect", "nao-seedselect")
 # The paper's defaults per method: (iterations, learning rate, guidance).
 DEFAULTS = {"seedselect": (30, 0.1, 7.5), "nao-seedselect": (5, 0.05, 1.0)}
 PAPER_CLIP = ("ViT-H-14", "laion2b_s32b_b79k")
-SEEDSELECT_FAMILIES = {"StableDiffusionPipeline"}
 
 
 @dataclass
@@ -208,7 +208,9 @@ def prepare(config: SeedSelectConfig, manager) -> Session:
     lr = config.lr if config.lr is not None else lr_default
     guidance = config.guidance if config.guidance is not None else guidance_default
     started = time.perf_counter()
-    loaded = load_pipeline(config.model, manager, config.revision, families=SEEDSELECT_FAMILIES, purpose="seedselect")
+    loaded = load_pipeline(
+        config.model, manager, config.revision, families=pipelines_for(config.method), purpose="seedselect"
+    )
     shape = latent_shape(loaded.ref)
     clip_name, clip_tag = resolve_clip(config)
     clip = load_clip(clip_name, manager, clip_tag)
@@ -407,9 +409,8 @@ class Session:
                 "iterations": out.iterations,
                 "interrupted": out.interrupted,
             }
-            settings = settings_text(
-                loaded.family, config.inner_steps, self.settings["guidance"], plan.seed, config.model
-            )
+            # SeedSelect renders with its own DDIM loop, whatever scheduler the pipeline ships.
+            settings = settings_text("DDIM", config.inner_steps, self.settings["guidance"], plan.seed, config.model)
             settings["Method"] = config.method
             png = save_numbered_png(
                 config.out,
@@ -461,13 +462,15 @@ def _plain(config: SeedSelectConfig, prompt: str, manager) -> SeedSelectResult:
     from rarecli.backbones.loading import latent_shape, load_pipeline
     from rarecli.io.images import a1111_parameters, save_numbered_png
     from rarecli.log import progress
-    from rarecli.methods.sample import DEFAULT_GUIDANCE, sample, settings_text
+    from rarecli.methods.sample import sample, settings_text
     from rarecli.seeds.files import save_seed
     from rarecli.seeds.noise import noise_from_seed
 
-    loaded = load_pipeline(config.model, manager, config.revision, families=SEEDSELECT_FAMILIES, purpose="seedselect")
+    loaded = load_pipeline(
+        config.model, manager, config.revision, families=pipelines_for("seedselect"), purpose="seedselect"
+    )
     shape = latent_shape(loaded.ref)
-    guidance = DEFAULT_GUIDANCE["StableDiffusionPipeline"] if config.guidance is None else config.guidance
+    guidance = family_of(loaded.family).guidance if config.guidance is None else config.guidance
     images, seeds = [], []
     with progress("sampling", total=config.num_images) as bar:
         for i in range(config.num_images):
@@ -482,7 +485,9 @@ def _plain(config: SeedSelectConfig, prompt: str, manager) -> SeedSelectResult:
                 **loaded.ref.to_meta(),
                 "hyper": {**asdict(config), "guidance": guidance},
             }
-            settings = settings_text(loaded.family, config.inner_steps, guidance, seed, config.model)
+            settings = settings_text(
+                sampler_label(loaded.pipe.scheduler), config.inner_steps, guidance, seed, config.model
+            )
             path = save_numbered_png(
                 config.out,
                 image,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rarecli.backbones.families import family_of, pipelines_for, sampler_label
 from rarecli.errors import InputError
 
 if TYPE_CHECKING:
@@ -23,9 +24,6 @@ if TYPE_CHECKING:
 
     from rarecli.backbones.loading import LoadedPipeline
     from rarecli.runtime.device import DeviceManager
-
-# Pipelines methods/sample.sample can render from an explicit initial noise.
-RENDER_FAMILIES = {"StableDiffusionPipeline", "StableDiffusionXLPipeline", "StableDiffusion3Pipeline"}
 
 
 @dataclass
@@ -124,7 +122,7 @@ def _load_for_render(config, manager: DeviceManager | None) -> LoadedPipeline:
         config.model,
         manager or DeviceManager(),
         config.revision,
-        families=RENDER_FAMILIES,
+        families=pipelines_for("sd"),
         purpose="--render",
     )
 
@@ -171,10 +169,10 @@ def _write(
     grid_path = None
     if grid is not None and render is not None and loaded is not None:
         from rarecli.io.images import a1111_parameters, save_numbered_png
-        from rarecli.methods.sample import DEFAULT_GUIDANCE, settings_text
+        from rarecli.methods.sample import settings_text
 
-        guidance = DEFAULT_GUIDANCE.get(loaded.family, 7.5) if render.guidance is None else render.guidance
-        settings = settings_text(loaded.family, render.steps, guidance, label, loaded.ref.name)
+        guidance = family_of(loaded.family).guidance if render.guidance is None else render.guidance
+        settings = settings_text(sampler_label(loaded.pipe.scheduler), render.steps, guidance, label, loaded.ref.name)
         rare = {
             **grid_meta,
             "prompt": render.prompt,

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rarecli.backbones.families import R2F_REFERENCE_STEPS, family_of, pipelines_for, sampler_label
 from rarecli.errors import InputError
 from rarecli.llm.schema import Plan
-from rarecli.methods.r2f.schedule import Schedule, build_schedule, family_key
+from rarecli.methods.r2f.schedule import Schedule, build_schedule
 
 if TYPE_CHECKING:
     import torch
@@ -31,11 +32,7 @@ if TYPE_CHECKING:
 
     from rarecli.backbones.loading import LoadedPipeline
 
-FAMILIES = ("StableDiffusion3Pipeline", "StableDiffusionXLPipeline", "StableDiffusionPipeline")
-DEFAULT_STEPS = 50
-DEFAULT_GUIDANCE = {"sd3": 7.0, "sdxl": 5.0, "sd": 7.5}
-SAMPLER_NAME = {"sd3": "FlowMatchEuler", "sdxl": "DPM++ 2M Karras", "sd": None}
-SD3_MAX_SEQUENCE = 77
+DEFAULT_STEPS = R2F_REFERENCE_STEPS  # the paper samples 50 steps on every family
 
 
 @dataclass
@@ -51,8 +48,8 @@ def _encode(loaded: LoadedPipeline, prompt: str, negative: str | None, cfg: bool
 
     pipe = loaded.pipe
     device = loaded.manager.torch_device
-    key = family_key(loaded.family)
-    if key == "sd3":
+    family = family_of(loaded.family)
+    if family.key == "sd3":
         pos, neg, pooled, neg_pooled = pipe.encode_prompt(
             prompt=prompt,
             prompt_2=None,
@@ -61,9 +58,9 @@ def _encode(loaded: LoadedPipeline, prompt: str, negative: str | None, cfg: bool
             num_images_per_prompt=1,
             do_classifier_free_guidance=cfg,
             negative_prompt=negative,
-            max_sequence_length=SD3_MAX_SEQUENCE,
+            max_sequence_length=family.max_sequence_length,
         )
-    elif key == "sdxl":
+    elif family.key == "sdxl":
         pos, neg, pooled, neg_pooled = pipe.encode_prompt(
             prompt=prompt,
             device=device,
@@ -106,23 +103,32 @@ def encode_schedule(
     return [by_text.get(text) if i in used else None for i, text in enumerate(schedule.prompts)]
 
 
+def paper_scheduler_for(loaded: LoadedPipeline) -> Any:
+    """The scheduler R2F samples this pipeline with: the family's (SDXL: DPM-Solver++ with Karras
+    sigmas, as the paper), else the pipeline's own."""
+    swap = family_of(loaded.family).r2f_scheduler
+    if swap is None:
+        return loaded.pipe.scheduler
+    import diffusers
+
+    name, overrides = swap
+    return getattr(diffusers, name).from_config(loaded.pipe.scheduler.config, **overrides)
+
+
 def sampler_name(loaded: LoadedPipeline) -> str:
-    return SAMPLER_NAME[family_key(loaded.family)] or type(loaded.pipe.scheduler).__name__
+    return sampler_label(paper_scheduler_for(loaded))
 
 
 @contextlib.contextmanager
 def paper_scheduler(loaded: LoadedPipeline) -> Iterator[None]:
     """Swap in the paper's scheduler for the duration of one call; the cached pipeline is restored."""
     pipe = loaded.pipe
-    if family_key(loaded.family) != "sdxl":
+    scheduler = paper_scheduler_for(loaded)
+    if scheduler is pipe.scheduler:
         yield
         return
-    from diffusers import DPMSolverMultistepScheduler
-
     original = pipe.scheduler
-    pipe.scheduler = DPMSolverMultistepScheduler.from_config(
-        original.config, use_karras_sigmas=True, algorithm_type="dpmsolver++"
-    )
+    pipe.scheduler = scheduler
     try:
         yield
     finally:
@@ -141,12 +147,11 @@ def sample_r2f(
     import torch
 
     pipe = loaded.pipe
-    key = family_key(loaded.family)
     steps = len(schedule.indices)
     manager = loaded.manager
     latents = noise.unsqueeze(0) if noise.dim() == 3 else noise
     latents = latents.to(manager.device, manager.torch_dtype)
-    pooled_name = {"sd3": "pooled_prompt_embeds", "sdxl": "add_text_embeds"}.get(key)
+    pooled_name = family_of(loaded.family).pooled_embeds
 
     def switch(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         nxt = step + 1
@@ -224,10 +229,12 @@ def run(config: R2FConfig, manager) -> Iterator[R2FResult]:
 
     if not config.plans:
         raise InputError("no plans to generate from", hint="pipe `rare r2f plan` into `rare r2f generate -`")
-    loaded = load_pipeline(config.model, manager, config.revision, families=set(FAMILIES), purpose="r2f generate")
-    key = family_key(loaded.family)
+    loaded = load_pipeline(
+        config.model, manager, config.revision, families=pipelines_for("r2f"), purpose="r2f generate"
+    )
+    family = family_of(loaded.family)
     steps = config.steps or DEFAULT_STEPS
-    guidance = DEFAULT_GUIDANCE[key] if config.guidance is None else config.guidance
+    guidance = family.guidance if config.guidance is None else config.guidance
     shape = latent_shape(loaded.ref)
     sampler = sampler_name(loaded)
     total = len(config.plans) * config.num_images * steps
@@ -252,13 +259,12 @@ def run(config: R2FConfig, manager) -> Iterator[R2FResult]:
                         "guidance": guidance,
                         "sampler": sampler,
                         "negative_prompt": config.negative_prompt,
-                        "level_stops_family": key,
+                        "level_stops_family": family.key,
                     },
                     "plan": plan.to_json(),
                     "schedule": schedule.to_json(),
                 }
-                settings = settings_text(loaded.family, steps, guidance, seed, config.model)
-                settings["Sampler"] = sampler
+                settings = settings_text(sampler, steps, guidance, seed, config.model)
                 settings["R2F stops"] = "/".join(str(s) for s in schedule.stops) or "none"
                 path = save_numbered_png(
                     config.out,

@@ -14,10 +14,8 @@ rare prompt alone finishes the image. The rule implemented here:
   to whichever prompt is active; whole embeddings are switched, never interpolated.
 - An empty plan is the plain prompt at every step.
 
-Level -> stop step at 50 steps: SD3 [0, 5, 10, 20, 30, 40] and SDXL [0, 3, 5, 10, 20, 30] (the paper's).
-SD 1.x/2.x is not covered by the paper; we use the SDXL table, since both are UNet, epsilon-prediction
-latent models sampled on a similar discrete schedule, and SDXL's shorter guidance is the safer choice
-for the weaker text encoders of SD 1.x/2.x (it keeps more steps for the rare prompt).
+Level -> stop step at 50 steps: each family's table in `rarecli.backbones.families` (SD3
+[0, 5, 10, 20, 30, 40] and SDXL [0, 3, 5, 10, 20, 30], the paper's; SD 1.x/2.x uses SDXL's).
 """
 
 from __future__ import annotations
@@ -25,30 +23,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rarecli.backbones.families import FAMILIES, R2F_REFERENCE_STEPS, find_family
 from rarecli.errors import InputError
 from rarecli.llm.schema import Concept, Plan, locate
 
-REFERENCE_STEPS = 50
-LEVEL_STOPS = {
-    "sd3": (0, 5, 10, 20, 30, 40),
-    "sdxl": (0, 3, 5, 10, 20, 30),
-    "sd": (0, 3, 5, 10, 20, 30),
-}
-FAMILY_KEYS = {
-    "StableDiffusion3Pipeline": "sd3",
-    "StableDiffusionXLPipeline": "sdxl",
-    "StableDiffusionPipeline": "sd",
-}
 
-
-def family_key(family: str) -> str:
-    """'sd3' | 'sdxl' | 'sd' for a pipeline class name (or one of those keys)."""
-    if family in LEVEL_STOPS:
-        return family
-    try:
-        return FAMILY_KEYS[family]
-    except KeyError:
-        raise InputError(f"R2F supports SD3, SDXL and SD pipelines, not {family}") from None
+def level_stops(family: str) -> tuple[int, ...]:
+    """The family's level -> stop-step table at 50 steps; InputError for a family R2F does not support."""
+    known = find_family(family)
+    if known is None or known.r2f_level_stops is None:
+        supported = ", ".join(f.label for f in FAMILIES.values() if f.r2f_level_stops is not None)
+        raise InputError(f"R2F supports {supported} pipelines, not {family}")
+    return known.r2f_level_stops
 
 
 def stop_step(level: int, steps: int, family: str) -> int:
@@ -58,12 +44,12 @@ def stop_step(level: int, steps: int, family: str) -> int:
     so a short schedule does not silently lose the concept's guidance, and the last step always belongs
     to the rare prompt, as at 50 steps where at least 10 do (50 steps are unaffected by either bound).
     """
-    table = LEVEL_STOPS[family_key(family)]
+    table = level_stops(family)
     if not 0 <= level < len(table):
         raise InputError(f"level {level} is outside 0..{len(table) - 1}")
     if steps < 1:
         raise InputError("steps must be at least 1")
-    scaled = (table[level] * steps * 2 + REFERENCE_STEPS) // (2 * REFERENCE_STEPS)  # round half up, exact
+    scaled = (table[level] * steps * 2 + R2F_REFERENCE_STEPS) // (2 * R2F_REFERENCE_STEPS)  # round half up, exact
     if level > 0:
         scaled = max(1, scaled)
     return min(steps - 1, scaled)

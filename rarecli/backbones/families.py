@@ -1,0 +1,122 @@
+"""Model families: the one place for per-family facts (defaults, sampler, latent shape, R2F level
+table, and which methods support a family).
+
+A family is a diffusers pipeline class. Every command looks its facts up here, so a new family (FLUX
+next) is added by one entry, and a method that does not support it says so before any work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rarecli.errors import InputError
+
+
+@dataclass(frozen=True)
+class Family:
+    key: str  # short name used in metadata and tables: sd, sdxl, sd3
+    pipeline: str  # the diffusers pipeline class
+    label: str
+    denoiser: str  # subfolder holding the denoiser config (its sample_size and in_channels give the seed shape)
+    guidance: float  # the CFG the papers sample this family with
+    steps: int  # the pipeline's own default number of steps (plain sampling's default)
+    methods: frozenset[str]  # methods that support the family (see rarecli.methods.registry)
+    # R2F (Park et al., ICLR 2025): visual-detail level -> the step at which the frequent stand-in stops
+    # guiding, at 50 steps. SD3 and SDXL are the paper's tables. SD 1.x/2.x is not covered by the paper;
+    # it uses the SDXL table, since both are UNet, epsilon-prediction latent models sampled on a similar
+    # discrete schedule, and SDXL's shorter guidance keeps more steps for the rare prompt.
+    r2f_level_stops: tuple[int, ...] | None = None
+    # The pipeline's `callback_on_step_end` tensor that holds the pooled text embeddings, if any.
+    pooled_embeds: str | None = None
+    # The scheduler R2F samples with when it is not the pipeline's own: (class name, config overrides).
+    r2f_scheduler: tuple[str, dict[str, Any]] | None = None
+    # Longest text-encoder sequence the paper used (SD3: T5 at 77 tokens).
+    max_sequence_length: int | None = None
+
+
+R2F_REFERENCE_STEPS = 50  # the level tables are stated at 50 steps and scaled to others
+
+FAMILIES: dict[str, Family] = {
+    f.pipeline: f
+    for f in (
+        Family(
+            "sd",
+            "StableDiffusionPipeline",
+            "Stable Diffusion 1.x/2.x",
+            denoiser="unet",
+            guidance=7.5,
+            steps=50,
+            methods=frozenset({"sd", "r2f", "seedselect", "nao-seedselect"}),
+            r2f_level_stops=(0, 3, 5, 10, 20, 30),
+        ),
+        Family(
+            "sdxl",
+            "StableDiffusionXLPipeline",
+            "Stable Diffusion XL",
+            denoiser="unet",
+            guidance=5.0,
+            steps=50,
+            methods=frozenset({"sd", "r2f"}),
+            r2f_level_stops=(0, 3, 5, 10, 20, 30),
+            pooled_embeds="add_text_embeds",
+            r2f_scheduler=("DPMSolverMultistepScheduler", {"use_karras_sigmas": True, "algorithm_type": "dpmsolver++"}),
+        ),
+        Family(
+            "sd3",
+            "StableDiffusion3Pipeline",
+            "Stable Diffusion 3",
+            denoiser="transformer",
+            guidance=7.0,
+            steps=28,
+            methods=frozenset({"sd", "r2f"}),
+            r2f_level_stops=(0, 5, 10, 20, 30, 40),
+            pooled_embeds="pooled_prompt_embeds",
+            max_sequence_length=77,
+        ),
+    )
+}
+_BY_KEY = {f.key: f for f in FAMILIES.values()}
+
+
+def find_family(name: str) -> Family | None:
+    """The family of a pipeline class name (or of a family key: sd, sdxl, sd3); None if unknown."""
+    return FAMILIES.get(name) or _BY_KEY.get(name)
+
+
+def family_of(name: str) -> Family:
+    """As `find_family`, but an unknown name is an InputError that lists the families rare knows."""
+    family = find_family(name)
+    if family is None:
+        raise InputError(
+            f"{name} is not a model family rare knows",
+            hint="rare supports " + ", ".join(f"{f.label} ({f.pipeline})" for f in FAMILIES.values()),
+        )
+    return family
+
+
+def pipelines_for(method: str) -> frozenset[str]:
+    """The pipeline classes `method` supports."""
+    return frozenset(f.pipeline for f in FAMILIES.values() if method in f.methods)
+
+
+# Scheduler class -> the name A1111-style tools show (the `Sampler:` field of a PNG's parameters).
+_SAMPLER_NAMES = {
+    "DDIMScheduler": "DDIM",
+    "PNDMScheduler": "PNDM",
+    "EulerDiscreteScheduler": "Euler",
+    "EulerAncestralDiscreteScheduler": "Euler a",
+    "FlowMatchEulerDiscreteScheduler": "FlowMatchEuler",
+    "LMSDiscreteScheduler": "LMS",
+}
+
+
+def sampler_label(scheduler: Any) -> str:
+    """What a scheduler instance is called in the `parameters` text (DPM-Solver++ says its variant)."""
+    name = type(scheduler).__name__
+    if name == "DPMSolverMultistepScheduler":
+        config = scheduler.config
+        karras = " Karras" if config.get("use_karras_sigmas") else ""
+        variant = "DPM++ 2M" if config.get("algorithm_type") == "dpmsolver++" else "DPM 2M"
+        return variant + karras
+    return _SAMPLER_NAMES.get(name, name)
