@@ -65,8 +65,8 @@ def _make_refs(loaded, folder: Path, size: int, n: int = 3) -> None:
 
 def _objective(loaded, clip, refs, size: int, steps: int, guidance: float, checkpoint: bool, n: int = 1):
     from rarecli.methods.ddim import DdimSchedule, encode_text
-    from rarecli.methods.references import compute_targets
-    from rarecli.methods.seedopt import Objective
+    from rarecli.methods.seedselect.objective import Objective
+    from rarecli.methods.seedselect.references import compute_targets
 
     f = loaded.pipe.vae_scale_factor
     targets = compute_targets(loaded, clip, refs, (size // f, size // f), seed=0)
@@ -88,7 +88,7 @@ def child_memory(size: int, steps: int, checkpoint: bool) -> dict:
 
     from rarecli.backbones.clip import load_clip
     from rarecli.backbones.loading import load_pipeline
-    from rarecli.methods.references import load_references
+    from rarecli.methods.seedselect.references import load_references
     from rarecli.runtime.device import DeviceManager
     from rarecli.seeds.noise import noise_from_seed
 
@@ -165,9 +165,9 @@ def speed(steps: int, reps: int) -> dict:
     from rarecli.backbones.clip import load_clip
     from rarecli.backbones.loading import load_pipeline
     from rarecli.methods.inversion import InversionSettings, invert_references
-    from rarecli.methods.references import load_references
-    from rarecli.methods.seedopt import optimise
-    from rarecli.methods.seedselect import DEFAULTS
+    from rarecli.methods.seedselect.config import DEFAULTS
+    from rarecli.methods.seedselect.objective import optimise
+    from rarecli.methods.seedselect.references import load_references
     from rarecli.runtime.device import DeviceManager
     from rarecli.seeds.noise import noise_from_seed
     from rarecli.seeds.starts import nao_centroid_and_paths

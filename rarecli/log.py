@@ -56,11 +56,26 @@ class _Bar:
             self._progress.update(self._task, **fields)
 
 
+_live = None  # the rich Progress on screen, shared by nested bars
+
+
 @contextmanager
 def progress(description: str, total: int | None, status: str = "") -> Iterator[_Bar]:
-    """A progress bar on stderr; `bar.advance(status="loss 0.12")` moves it."""
+    """A progress bar on stderr; `bar.advance(status="loss 0.12")` moves it.
+
+    Bars nest: a bar opened while another is on screen (a method's inside RareBench's) is one more line
+    of the same display, removed when it finishes, since rich shows one live display at a time.
+    """
+    global _live
     if not progress_enabled():
         yield _Bar(None, None)
+        return
+    if _live is not None:
+        task = _live.add_task(description, total=total, status=status)
+        try:
+            yield _Bar(_live, task)
+        finally:
+            _live.remove_task(task)
         return
     from rich.progress import (
         BarColumn,
@@ -81,5 +96,8 @@ def progress(description: str, total: int | None, status: str = "") -> Iterator[
         console=console,
         transient=False,
     ) as p:
-        task = p.add_task(description, total=total, status=status)
-        yield _Bar(p, task)
+        _live = p
+        try:
+            yield _Bar(p, p.add_task(description, total=total, status=status))
+        finally:
+            _live = None

@@ -223,22 +223,29 @@ def test_changed_configuration_is_refused_unless_force(reference, data, tmp_path
 
 
 def test_failed_item_is_recorded_and_the_run_goes_on(data, tmp_path):
-    from rarecli.bench import methods
     from rarecli.bench.run import RunConfig, run_benchmark
+    from rarecli.methods import registry
+    from rarecli.methods.sample import PlainSampling
 
     broken = {"on": True}
 
-    def flaky(context):
-        sd = methods.factory("sd")(context)
+    class Flaky(PlainSampling):
+        """Plain sampling that runs out of memory on one prompt while `broken` says so."""
 
-        def generate(prompt, seed):
-            if broken["on"] and prompt == "a square orange":
-                raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
-            return sd(prompt, seed)
+        name = "flaky-for-test"
 
-        return generate
+        def prepare(self, context):
+            sd = super().prepare(context)
 
-    methods.register("flaky-for-test", flaky)
+            class Prepared:
+                def generate(self, request):
+                    if broken["on"] and request.prompt == "a square orange":
+                        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+                    return sd.generate(request)
+
+            return Prepared()
+
+    registry.register(Flaky())
     try:
         config = RunConfig(
             out=tmp_path / "run",
@@ -266,7 +273,7 @@ def test_failed_item_is_recorded_and_the_run_goes_on(data, tmp_path):
         retried = run_benchmark(config)
         assert retried.generated == 1 and retried.summary["overall"]["ok"] == 3 and retried.summary["complete"]
     finally:
-        methods.METHODS.pop("flaky-for-test", None)
+        registry.METHODS.pop("flaky-for-test", None)
 
 
 def test_gpt4o_judge_end_to_end(data, tmp_path, monkeypatch, capsys):
@@ -317,13 +324,14 @@ def test_gpt4o_without_a_key_fails_before_any_work(data, tmp_path, monkeypatch, 
 
 @pytest.mark.parametrize("model", ["tiny-sdxl", "tiny-sd3"])
 def test_sd_method_draws_with_every_pipeline_family(model, cpu):
-    from rarecli.bench import methods
+    from rarecli.bench.methods import Drawer
 
-    generate = methods.build("sd", methods.MethodContext(model, None, cpu, steps=1))
-    made = generate("a frog with fur", 3)
+    # Plain sampling writes nothing besides the item's image, so the work folder stays unused.
+    drawer = Drawer.prepare("sd", model, None, cpu, steps=1, guidance=None, options={}, work_dir=Path("unused"))
+    made = drawer.draw("a frog with fur", 3)
     assert made.image.size == (64, 64)
-    assert made.settings["steps"] == 1 and made.settings["family"].startswith("StableDiffusion")
-    assert made.model_meta["model"] == model
+    assert made.provenance.hyper["steps"] == 1 and made.provenance.hyper["family"].startswith("StableDiffusion")
+    assert made.provenance.model["model"] == model
 
 
 def test_seedselect_method_uses_per_prompt_references_and_records_missing_ones(data, tmp_path):

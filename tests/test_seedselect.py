@@ -22,10 +22,10 @@ from rarecli.cli.app import run as cli
 from rarecli.errors import InputError
 from rarecli.io.images import open_image, read_metadata
 from rarecli.methods import ddim
-from rarecli.methods.references import bootstrap_subsets, compute_targets, load_references
-from rarecli.methods.seedopt import Objective, optimise, semantic_weights
-from rarecli.methods.seedselect import SeedSelectConfig, clean_prompt, resolve_clip
-from rarecli.methods.seedselect import run as seedselect_run
+from rarecli.methods.seedselect.config import SeedSelectConfig, clean_prompt, resolve_clip
+from rarecli.methods.seedselect.objective import Objective, optimise, semantic_weights
+from rarecli.methods.seedselect.references import bootstrap_subsets, compute_targets, load_references
+from rarecli.methods.seedselect.run import run as seedselect_run
 from rarecli.seeds.files import load_seed
 from rarecli.seeds.noise import noise_from_seed
 from rarecli.seeds.starts import nao_start_points

@@ -248,16 +248,6 @@ def _failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}"
 
 
-def _free_after_failure(manager: Any) -> None:
-    import gc
-
-    gc.collect()
-    if manager.device.startswith("cuda"):
-        import torch
-
-        torch.cuda.empty_cache()
-
-
 def _write_result(path: Path, record: dict[str, Any], replace: bool) -> None:
     from rarecli.io.atomic import write_text_new, write_text_replace
 
@@ -277,7 +267,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
 
     definition = load_definition(config.definition)
     categories = definition.select(config.categories)
-    methods_mod.validate(config.method, config.method_options)  # bad method settings fail before any work
+    methods_mod.check(config.method, config.method_options)  # bad method settings fail before any work
     judges_mod.check_name(config.judge)
     if config.images_per_prompt < 1 or (config.limit is not None and config.limit < 1):
         raise InputError("--images-per-prompt and --limit must be at least 1")
@@ -346,45 +336,29 @@ def run_benchmark(config: RunConfig) -> RunResult:
     gen_seconds: list[float] = []
     gen_provenance: dict[tuple[str, str], dict[str, Any]] = {}
     if to_draw:
-        from rarecli.io.images import a1111_parameters, save_png
-
-        context = methods_mod.MethodContext(
+        drawer = methods_mod.Drawer.prepare(
+            config.method,
             config.model,
             config.revision,
             manager,
-            steps=config.steps,
-            guidance=config.guidance,
-            options=dict(config.method_options),
+            config.steps,
+            config.guidance,
+            config.method_options,
             work_dir=run_dir / "method" / config.method,
         )
-        generate = methods_mod.build(config.method, context)
         with progress(f"generating ({config.method})", total=len(to_draw)) as bar:
             for item in to_draw:
                 manager.reset_peak_memory()
                 try:
                     with manager.timed() as t:
-                        made = generate(item.prompt, item.seed)
-                    meta = {
-                        "command": "bench rarebench",
-                        "method": config.method,
-                        "prompt": item.prompt,
-                        "seed": item.seed,
+                        made = drawer.draw(item.prompt, item.seed)
+                    where = {
                         "category": item.category,
                         "prompt_index": item.prompt_index,
                         "image_index": item.image_index,
-                        **made.model_meta,
-                        "hyper": made.settings,
                     }
-                    settings = {
-                        "Steps": made.settings.get("steps"),
-                        "CFG scale": made.settings.get("guidance"),
-                        "Seed": item.seed,
-                        "Model": config.model,
-                        "Method": config.method,
-                    }
-                    path = item.image_path(run_dir, config.method)
                     with contextlib.suppress(FileExistsError):  # drawn meanwhile by another process
-                        save_png(path, made.image, a1111_parameters(item.prompt, settings), meta)
+                        drawer.write(made, item.image_path(run_dir, config.method), where)
                     gen_seconds.append(t["seconds"])
                     gen_provenance[(item.category, item.key)] = {
                         "generate_seconds": t["seconds"],
@@ -392,14 +366,14 @@ def run_benchmark(config: RunConfig) -> RunResult:
                     }
                     result.generated += 1
                 except Exception as exc:  # any per-item failure is recorded, the run goes on
-                    _free_after_failure(manager)
+                    manager.free_memory()
                     record = _record(item, config, status="failed", stage="generate", reason=_failure(exc))
                     record["provenance"] = dict(provenance_base)
                     _write_result(item.result_path(run_dir), record, replace=config.retry_failed)
                     failed_keys.add((item.category, item.key))
                     result.failed += 1
                 bar.advance(status=f"{item.category} {item.key}")
-        del generate
+        del drawer
         if config.judge == "clipscore":
             from rarecli.runtime.cache import MODEL_CACHE
 

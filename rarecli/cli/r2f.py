@@ -184,8 +184,8 @@ def generate(
     """
     from rarecli.cli._output import emit_json, emit_paths
     from rarecli.log import set_quiet
+    from rarecli.methods.r2f.generate import R2FConfig, run
     from rarecli.methods.r2f.plans import read_plans
-    from rarecli.methods.r2f.sampler import R2FConfig, run
     from rarecli.runtime.device import DeviceManager
 
     set_quiet(quiet or json_out)

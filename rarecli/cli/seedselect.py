@@ -191,7 +191,8 @@ def seedselect(
     """
     from rarecli.cli._output import emit_json, emit_paths
     from rarecli.log import set_quiet
-    from rarecli.methods.seedselect import SeedSelectConfig, run
+    from rarecli.methods.seedselect.config import SeedSelectConfig
+    from rarecli.methods.seedselect.run import run
     from rarecli.runtime.device import DeviceManager
 
     set_quiet(quiet or json_out)

@@ -117,7 +117,7 @@ def autocast_for(loaded: LoadedPipeline) -> contextlib.AbstractContextManager:
     import torch
 
     manager = loaded.manager
-    if manager.device.startswith("cuda") and manager.dtype in ("fp16", "bf16"):
+    if manager.mixed_precision:
         return torch.autocast("cuda", dtype=manager.torch_dtype)
     return contextlib.nullcontext()
 

@@ -21,8 +21,8 @@ PROMPT = "a hairy frog"
 
 def render_refs(folder: Path, model: str = "tiny-sd", seeds: tuple[int, ...] = SEEDS, steps: int = 4) -> list[Path]:
     from rarecli.backbones.loading import latent_shape, load_pipeline
-    from rarecli.io.images import a1111_parameters, save_png
-    from rarecli.methods.sample import sample, settings_text
+    from rarecli.methods.output import Provenance, settings_text, write_generated
+    from rarecli.methods.sample import sample
     from rarecli.runtime.device import DeviceManager
     from rarecli.seeds.noise import noise_from_seed
 
@@ -34,10 +34,12 @@ def render_refs(folder: Path, model: str = "tiny-sd", seeds: tuple[int, ...] = S
         shape = latent_shape(loaded.ref)
         for seed, path in missing:
             image = sample(loaded, PROMPT, noise_from_seed(seed, shape), steps=steps, guidance=1.0)
-            meta = {"command": "demo-refs", "prompt": PROMPT, "seed": seed, **loaded.ref.to_meta()}
             settings = settings_text(sampler_label(loaded.pipe.scheduler), steps, 1.0, seed, model)
+            provenance = Provenance(
+                "demo-refs", prompt=PROMPT, seed=seed, model=loaded.ref.to_meta(), settings=settings
+            )
             with contextlib.suppress(FileExistsError):  # made meanwhile by another run
-                save_png(path, image, a1111_parameters(PROMPT, settings), meta)
+                write_generated(image, provenance, path=path)
     return wanted
 
 

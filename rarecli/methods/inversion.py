@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from rarecli.backbones.loading import LoadedPipeline, ModelRef
     from rarecli.methods.ddim import TextConditioning
-    from rarecli.methods.references import Reference
+    from rarecli.methods.seedselect.references import Reference
 
 # Bump when the inversion maths change: old cache entries then stop matching.
 INVERSION_VERSION = 1
@@ -109,7 +109,7 @@ def invert_references(
 
     from rarecli.log import info
     from rarecli.methods.ddim import encode_images, encode_text
-    from rarecli.methods.references import fit
+    from rarecli.methods.seedselect.references import fit
     from rarecli.seeds.files import load_seed, save_seed
 
     folder = cache_folder()

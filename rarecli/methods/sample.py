@@ -1,16 +1,56 @@
-"""Plain sampling from an explicit initial noise: the baseline every method is compared with."""
+"""Plain sampling from an explicit initial noise: the baseline every method is compared with.
+
+`sample_batch` renders images from given noise with the pipeline's own `__call__` (its own scheduler);
+`PlainSampling` is the registered method `sd`: integer seeds -> noise drawn on the CPU -> images.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rarecli.backbones.families import family_of
+from rarecli.backbones.families import family_of, pipelines_for, sampler_label
+from rarecli.backbones.loading import LoadedPipeline, latent_shape, load_pipeline
+from rarecli.errors import InputError
+from rarecli.log import progress
+from rarecli.methods.output import Provenance, settings_text
+from rarecli.methods.protocol import Generated, MethodContext, Request
+from rarecli.seeds.noise import noise_from_seed
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-    from rarecli.backbones.loading import LoadedPipeline
+
+def sample_batch(
+    loaded: LoadedPipeline,
+    prompt: str,
+    noise: torch.Tensor,
+    steps: int,
+    guidance: float | None = None,
+    negative_prompt: str | None = None,
+) -> list[Image.Image]:
+    """Render one image per noise in `noise` (B,C,h,w, or one C,h,w); the size follows the noise shape."""
+    import torch
+
+    pipe = loaded.pipe
+    latents = noise if noise.dim() == 4 else noise.unsqueeze(0)
+    f = pipe.vae_scale_factor
+    guidance = family_of(loaded.family).guidance if guidance is None else guidance
+    n = latents.shape[0]
+    with torch.inference_mode():
+        result = pipe(
+            prompt=prompt if n == 1 else [prompt] * n,
+            negative_prompt=negative_prompt if n == 1 or negative_prompt is None else [negative_prompt] * n,
+            latents=latents.to(loaded.manager.device, loaded.manager.torch_dtype),
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            height=latents.shape[-2] * f,
+            width=latents.shape[-1] * f,
+            output_type="pil",
+        )
+    return list(result.images)
 
 
 def sample(
@@ -20,30 +60,71 @@ def sample(
     steps: int,
     guidance: float | None = None,
     negative_prompt: str | None = None,
-    **pipe_kwargs: Any,
 ) -> Image.Image:
-    """Render one image from `noise` (C,h,w or 1,C,h,w); the image size follows the noise shape."""
-    import torch
+    """Render one image from `noise` (C,h,w or 1,C,h,w)."""
+    return sample_batch(loaded, prompt, noise, steps, guidance, negative_prompt)[0]
 
-    pipe = loaded.pipe
-    latents = noise if noise.dim() == 4 else noise.unsqueeze(0)
-    f = pipe.vae_scale_factor
-    guidance = family_of(loaded.family).guidance if guidance is None else guidance
-    with torch.inference_mode():
-        result = pipe(
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            latents=latents.to(loaded.manager.device, loaded.manager.torch_dtype),
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            height=latents.shape[-2] * f,
-            width=latents.shape[-1] * f,
-            output_type="pil",
-            **pipe_kwargs,
+
+class PlainSampling:
+    """`sd`: the pipeline from each seed's noise. Options: `negative_prompt`, `batch_size` (seeds drawn
+    in one pipeline call; default 1)."""
+
+    name = "sd"
+    needs_refs = False
+
+    def check(self, options: Mapping[str, Any]) -> None:
+        batch = options.get("batch_size", 1)
+        if not isinstance(batch, int) or batch < 1:
+            raise InputError(f"batch size must be a whole number >= 1 (got {batch!r})")
+
+    def prepare(self, context: MethodContext) -> _PreparedPlain:
+        self.check(context.options)
+        loaded = load_pipeline(
+            context.model,
+            context.manager,
+            context.revision,
+            families=pipelines_for(PlainSampling.name),  # a variant of plain sampling samples what it samples
+            purpose=f"{context.command} --method {self.name}",
         )
-    return result.images[0]
+        return _PreparedPlain(loaded, context)
 
 
-def settings_text(sampler: str, steps: int, guidance: float | None, seed: int | str, model: str) -> dict[str, Any]:
-    """The A1111-style `Key: value` settings for the `parameters` chunk."""
-    return {"Steps": steps, "Sampler": sampler, "CFG scale": guidance, "Seed": seed, "Model": model}
+@dataclass
+class _PreparedPlain:
+    loaded: LoadedPipeline
+    context: MethodContext
+
+    def generate(self, request: Request) -> Iterator[Generated]:
+        import torch
+
+        loaded, context = self.loaded, self.context
+        family = family_of(loaded.family)
+        shape = latent_shape(loaded.ref)
+        # Plain sampling's default is the pipeline's own number of steps (what the model card means).
+        steps = context.steps or family.steps
+        guidance = family.guidance if context.guidance is None else context.guidance
+        negative = context.options.get("negative_prompt")
+        size = int(context.options.get("batch_size", 1))
+        sampler = sampler_label(loaded.pipe.scheduler)
+        hyper = {"steps": steps, "guidance": guidance, "family": loaded.family, "latent_shape": list(shape)}
+        if negative:
+            hyper["negative_prompt"] = negative
+        seeds = list(request.seeds)
+        with progress("sampling", total=len(seeds)) as bar:
+            for start in range(0, len(seeds), size):
+                chunk = seeds[start : start + size]
+                noises = torch.stack([noise_from_seed(s, shape) for s in chunk])
+                images = sample_batch(loaded, request.prompt, noises, steps, guidance, negative)
+                for j, (seed, image) in enumerate(zip(chunk, images, strict=True)):
+                    provenance = Provenance(
+                        command=context.command,
+                        method=PlainSampling.name,
+                        prompt=request.prompt,
+                        seed=seed,
+                        model=loaded.ref.to_meta(),
+                        hyper=dict(hyper),
+                        settings=settings_text(sampler, steps, guidance, seed, context.model),
+                        negative_prompt=negative,
+                    )
+                    yield Generated(start + j, seed, image, provenance, seed_tensor=noises[j])
+                    bar.advance()

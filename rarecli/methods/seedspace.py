@@ -16,14 +16,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rarecli.backbones.families import family_of, pipelines_for, sampler_label
+from rarecli.backbones.loading import LoadedPipeline, latent_shape, load_pipeline
 from rarecli.errors import InputError
+from rarecli.io.atomic import write_new
+from rarecli.io.grid import make_grid
+from rarecli.io.naming import slugify, write_numbered
+from rarecli.log import info, progress
+from rarecli.methods.output import Provenance, settings_text, write_generated
+from rarecli.methods.sample import sample
+from rarecli.runtime.device import DeviceManager
+from rarecli.seeds.centroid import CENTROID_METHODS
+from rarecli.seeds.centroid import centroid as centroid_of
+from rarecli.seeds.files import seed_bytes
+from rarecli.seeds.noise import parse_seed_arg
+from rarecli.seeds.paths import PATH_METHODS, check_seeds
+from rarecli.seeds.paths import interpolate as interpolate_seeds
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
-
-    from rarecli.backbones.loading import LoadedPipeline
-    from rarecli.runtime.device import DeviceManager
 
 
 @dataclass
@@ -86,13 +97,9 @@ def _read_seeds(
 ) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
     """Parse every seed argument. Integer seeds take --model's latent shape (read from its configs, no
     weights); seed files are checked against it too when it is known, and against each other always."""
-    from rarecli.seeds.noise import parse_seed_arg
-    from rarecli.seeds.paths import check_seeds
 
     shape = None
     if need_model_shape or any(a.strip().isdigit() for a in args):
-        from rarecli.backbones.loading import latent_shape
-
         shape = latent_shape(model, revision=revision)
     parsed = [parse_seed_arg(arg, shape) for arg in args]
     tensors, sources = [t for t, _ in parsed], [s for _, s in parsed]
@@ -102,7 +109,6 @@ def _read_seeds(
 
 def _label(sources: list[dict[str, Any]]) -> str:
     """The `{seed}` part of output names: the integer seeds (or file stems) joined by '-'."""
-    from rarecli.io.naming import slugify
 
     parts = [str(s["seed"]) if "file" not in s else slugify(Path(s["file"]).stem, 16) for s in sources]
     label = "-".join(parts)
@@ -114,22 +120,11 @@ def _check_prompt(render: RenderOptions | None) -> None:
         raise InputError("the --render prompt is empty")
 
 
-def _load_for_render(config, manager: DeviceManager | None) -> LoadedPipeline:
-    from rarecli.backbones.loading import load_pipeline
-    from rarecli.runtime.device import DeviceManager
-
-    return load_pipeline(
-        config.model,
-        manager or DeviceManager(),
-        config.revision,
-        families=pipelines_for("sd"),
-        purpose="--render",
-    )
+def _load_for_render(config: InterpolateConfig | CentroidConfig, manager: DeviceManager) -> LoadedPipeline:
+    return load_pipeline(config.model, manager, config.revision, families=pipelines_for("sd"), purpose="--render")
 
 
 def _render_all(loaded: LoadedPipeline, render: RenderOptions, seeds: list[torch.Tensor]) -> list[Image.Image]:
-    from rarecli.log import progress
-    from rarecli.methods.sample import sample
 
     images = []
     with progress("rendering", total=len(seeds)) as bar:
@@ -152,15 +147,11 @@ def _write(
     grid_meta: dict[str, Any],
     loaded: LoadedPipeline | None,
 ) -> tuple[list[Path], Path | None]:
-    from rarecli.io.naming import write_numbered
-    from rarecli.seeds.files import seed_bytes
 
     slug = render.prompt if render is not None else kind
     blobs = [seed_bytes(tensor, meta) for tensor, meta in zip(seeds, metas, strict=True)]
     grid = None
     if render is not None and images is not None and loaded is not None:
-        from rarecli.io.grid import make_grid
-
         grid = make_grid(images, labels=captions)
     paths = [
         write_numbered(folder, label, method, slug, ".safetensors", lambda p, data=data: _write_bytes(p, data))
@@ -168,43 +159,35 @@ def _write(
     ]
     grid_path = None
     if grid is not None and render is not None and loaded is not None:
-        from rarecli.io.images import a1111_parameters, save_numbered_png
-        from rarecli.methods.sample import settings_text
-
         guidance = family_of(loaded.family).guidance if render.guidance is None else render.guidance
-        settings = settings_text(sampler_label(loaded.pipe.scheduler), render.steps, guidance, label, loaded.ref.name)
-        rare = {
-            **grid_meta,
-            "prompt": render.prompt,
-            "seed": label,
-            "seed_files": [str(p) for p in paths],
-            "render": {"steps": render.steps, "guidance": guidance},
-            **loaded.ref.to_meta(),
-        }
-        grid_path = save_numbered_png(
-            folder,
-            grid,
-            seed=label,
-            method=f"{method}-strip",
+        sampler = sampler_label(loaded.pipe.scheduler)
+        described = {k: v for k, v in grid_meta.items() if k not in ("command", "method", "hyper")}
+        provenance = Provenance(
+            command=grid_meta["command"],
+            method=method,
             prompt=render.prompt,
-            parameters=a1111_parameters(render.prompt, settings),
-            rare=rare,
+            seed=label,
+            model=loaded.ref.to_meta(),
+            hyper=grid_meta["hyper"],
+            extra={
+                **described,
+                "seed_files": [str(p) for p in paths],
+                "render": {"steps": render.steps, "guidance": guidance},
+            },
+            settings=settings_text(sampler, render.steps, guidance, label, loaded.ref.name),
         )
+        grid_path = write_generated(grid, provenance, folder=folder, name_method=f"{method}-strip").image
     return paths, grid_path
 
 
 def _write_bytes(path: Path, data: bytes) -> Path:
-    from rarecli.io.atomic import write_new
 
     return write_new(path, lambda fh: fh.write(data))
 
 
-def interpolate(config: InterpolateConfig, manager: DeviceManager | None = None) -> GeometryResult:
+def interpolate(config: InterpolateConfig, manager: DeviceManager) -> GeometryResult:
     """Seeds along the path from A to B (ends included), written as seed files; optionally rendered."""
     import torch
-
-    from rarecli.log import info
-    from rarecli.seeds.paths import PATH_METHODS, interpolate
 
     if config.method not in PATH_METHODS:
         raise InputError(f"unknown method {config.method!r}", hint="use one of: " + ", ".join(PATH_METHODS))
@@ -217,7 +200,7 @@ def interpolate(config: InterpolateConfig, manager: DeviceManager | None = None)
     loaded = _load_for_render(config, manager) if config.render is not None else None
 
     start = time.perf_counter()
-    seeds, positions = interpolate(a, b, config.steps, config.method, n_points=config.n_points)
+    seeds, positions = interpolate_seeds(a, b, config.steps, config.method, n_points=config.n_points)
     info(f"{config.method} path of {config.steps} seeds in {time.perf_counter() - start:.2f} s")
     seeds_list = [s.to(torch.float32) for s in seeds.unbind(0)]
     ts = [round(float(t), 6) for t in positions]
@@ -252,12 +235,9 @@ def interpolate(config: InterpolateConfig, manager: DeviceManager | None = None)
     return GeometryResult("interpolate", config.method, sources, paths, ts, grid)
 
 
-def centroid(config: CentroidConfig, manager: DeviceManager | None = None) -> GeometryResult:
+def centroid(config: CentroidConfig, manager: DeviceManager) -> GeometryResult:
     """The centroid of two or more seeds, written as a seed file; optionally rendered beside the inputs."""
     import torch
-
-    from rarecli.log import info
-    from rarecli.seeds.centroid import CENTROID_METHODS, centroid
 
     if config.method not in CENTROID_METHODS:
         raise InputError(f"unknown method {config.method!r}", hint="use one of: " + ", ".join(CENTROID_METHODS))
@@ -270,7 +250,7 @@ def centroid(config: CentroidConfig, manager: DeviceManager | None = None) -> Ge
     loaded = _load_for_render(config, manager) if config.render is not None else None
 
     start = time.perf_counter()
-    c = centroid(tensors, config.method, n_points=config.n_points).to(torch.float32)
+    c = centroid_of(tensors, config.method, n_points=config.n_points).to(torch.float32)
     info(f"{config.method} centroid of {len(tensors)} seeds in {time.perf_counter() - start:.2f} s")
     images = _render_all(loaded, config.render, [*tensors, c]) if loaded is not None and config.render else None
 

@@ -88,12 +88,38 @@ class DeviceManager:
     def __post_init__(self) -> None:
         self.device = resolve_device(self.device)
         self.dtype = resolve_dtype(self.dtype, self.device)
-        if self.offload and not self.device.startswith("cuda"):
+        if self.offload and not self.is_cuda:
             raise InputError("--offload needs a CUDA device", hint="drop --offload on the CPU and MPS")
 
     @property
     def torch_dtype(self) -> torch.dtype:
         return torch_dtype(self.dtype)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    @property
+    def mixed_precision(self) -> bool:
+        """Half-precision weights on CUDA: the UNet runs under autocast while latents, the DDIM update
+        and the optimised seed stay fp32 (elsewhere the weights run in their own dtype)."""
+        return self.is_cuda and self.dtype in ("fp16", "bf16")
+
+    @property
+    def loss_scaling(self) -> bool:
+        """fp16 gradients through many UNet steps can underflow; bf16 and fp32 need no scaling."""
+        return self.is_cuda and self.dtype == "fp16"
+
+    def free_memory(self) -> None:
+        """Return what the collector can free, and torch's cached GPU blocks (after a failure or an
+        out-of-memory retry, before the next model or batch)."""
+        import gc
+
+        gc.collect()
+        if self.is_cuda:
+            import torch
+
+            torch.cuda.empty_cache()
 
     @property
     def torch_device(self) -> torch.device:
@@ -140,7 +166,7 @@ class DeviceManager:
     def synchronize(self) -> None:
         import torch
 
-        if self.device.startswith("cuda"):
+        if self.is_cuda:
             torch.cuda.synchronize(self.torch_device)
         elif self.device == "mps":
             torch.mps.synchronize()
@@ -148,14 +174,14 @@ class DeviceManager:
     def reset_peak_memory(self) -> None:
         import torch
 
-        if self.device.startswith("cuda"):
+        if self.is_cuda:
             torch.cuda.reset_peak_memory_stats(self.torch_device)
 
     def peak_memory_bytes(self) -> int | None:
         """Peak GPU memory allocated by torch since the last reset; None off CUDA."""
         import torch
 
-        if self.device.startswith("cuda"):
+        if self.is_cuda:
             return int(torch.cuda.max_memory_allocated(self.torch_device))
         return None
 
@@ -170,3 +196,8 @@ class DeviceManager:
         finally:
             self.synchronize()
             out["seconds"] = time.perf_counter() - start
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch's OutOfMemoryError, or an allocator's "out of memory" RuntimeError (MPS, older CUDA)."""
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()

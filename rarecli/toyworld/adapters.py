@@ -18,19 +18,17 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rarecli.backbones.clip import load_clip
-from rarecli.backbones.loading import LoadedPipeline, latent_shape
+from rarecli.backbones.loading import LoadedPipeline
 from rarecli.llm.schema import Concept, Plan
-from rarecli.methods.r2f.sampler import encode_schedule, sample_r2f
-from rarecli.methods.r2f.schedule import build_schedule
-from rarecli.methods.seedselect import SeedSelectConfig, prepare
-from rarecli.seeds.noise import noise_from_seed
+from rarecli.methods import registry
+from rarecli.methods.protocol import Generated, MethodContext, Request
+from rarecli.methods.seedselect.config import DEFAULTS
 from rarecli.toyworld import DIGIT_WORDS, WEIGHTS_DIR, digit_of_prompt, prompt_for
 from rarecli.toyworld.types import MethodOutput
 
@@ -39,9 +37,19 @@ if TYPE_CHECKING:
 
     from rarecli.toyworld.world import ToyWorld
 
+COMMAND = "toy evaluation"
+
+
+def _generate(
+    method: str, loaded: LoadedPipeline, request: Request, steps: int, guidance: float | None, options: dict
+) -> list[Generated]:
+    """Every image of `request`, in memory, from the registered `method` on the world's pipeline."""
+    context = MethodContext(loaded.ref.name, None, loaded.manager, steps, guidance, options, command=COMMAND)
+    return list(registry.get(method).prepare(context).generate(request))
+
 
 class PlainSampling:
-    """The baseline: DDIM from the seed's noise with classifier-free guidance; batched over seeds."""
+    """The baseline: DDIM from the seed's noise with classifier-free guidance; all seeds in one batch."""
 
     needs_refs = False
 
@@ -49,22 +57,9 @@ class PlainSampling:
         self.loaded, self.steps, self.guidance = loaded, steps, guidance
 
     def batch(self, prompt: str, seeds: Sequence[int]) -> list[Image.Image]:
-        import torch
-
-        shape = latent_shape(self.loaded.ref)
-        latents = torch.stack([noise_from_seed(s, shape) for s in seeds])
-        pipe, manager = self.loaded.pipe, self.loaded.manager
-        f = pipe.vae_scale_factor
-        with torch.inference_mode():
-            return pipe(
-                prompt=[prompt] * len(seeds),
-                latents=latents.to(manager.device, manager.torch_dtype),
-                num_inference_steps=self.steps,
-                guidance_scale=self.guidance,
-                height=shape[-2] * f,
-                width=shape[-1] * f,
-                output_type="pil",
-            ).images
+        request = Request(prompt, list(seeds))
+        made = _generate("sd", self.loaded, request, self.steps, self.guidance, {"batch_size": len(seeds)})
+        return [m.image for m in made]
 
     def __call__(self, prompt: str, refs: Sequence[Image.Image], seed: int) -> Image.Image:
         return self.batch(prompt, [seed])[0]
@@ -82,69 +77,53 @@ class SeedSelectMethod:
     batch_size: int = 20
     patience: int | None = 8
 
-    def _model_and_clip(self) -> tuple[str, str]:
-
-        loaded = self.world.loaded
-        if Path(loaded.ref.location).resolve() == (WEIGHTS_DIR / "toy-digits").resolve():
-            return "toy-digits", "toy-clip"
+    def _clip(self) -> str:
+        location = Path(self.world.loaded.ref.location)
+        if location.resolve() == (WEIGHTS_DIR / "toy-digits").resolve():
+            return "toy-clip"
         # A world built elsewhere (`build --out DIR`): its own CLIP sits beside the pipeline.
-        return loaded.ref.location, str(Path(loaded.ref.location).parent / "toy-clip")
+        return str(location.parent / "toy-clip")
 
     def run_seeds(self, prompt: str, refs: Path, seeds: Sequence[int]) -> list[MethodOutput]:
         """One image per seed (seeds must be consecutive, as `--seed S --num-images N` makes them)."""
-
         seeds = list(seeds)
-        if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
-            raise ValueError(f"seeds must be consecutive, got {seeds}")
-        model, clip = self._model_and_clip()
-        config = SeedSelectConfig(
-            prompt=prompt,
-            refs=refs,
-            method=self.method,
-            model=model,
-            iters=self.iters,
-            lr=self.lr,
-            inner_steps=self.inner_steps,
-            patience=self.patience,
-            clip_model=clip,
-            clip_pretrained=None,
-            num_images=len(seeds),
-            seed=seeds[0],
-            # Timing must include the inversion, as a first run on new references pays it.
-            inversion_cache=False,
-        )
-        t0 = time.perf_counter()
-        session = prepare(config, self.world.loaded.manager)
-        setup = time.perf_counter() - t0
+        iters = self.iters or DEFAULTS[self.method][0]
         # Every iteration early on, where the curves move fastest; every 5th after (each mark is a render).
-        marks = sorted({*range(min(10, session.iters) + 1), *range(0, session.iters + 1, 5), session.iters})
-        outputs: list[MethodOutput] = []
-        for start in range(0, len(session.plans), self.batch_size):
-            batch = session.plans[start : start + self.batch_size]
-            t1 = time.perf_counter()
-            out = session.optimise(batch, snapshot_at=marks)
-            final = session.render(out.best_seeds)
-            seconds = time.perf_counter() - t1
-            rendered = {k: session.render(seed) for k, seed in out.snapshots.items()}
-            for j, plan in enumerate(batch):
-                outputs.append(
-                    MethodOutput(
-                        final[j],
-                        iterations=out.iterations,
-                        checkpoints={k: images[j] for k, images in rendered.items()},
-                        info={
-                            "start": plan.start_meta,
-                            "best_iteration": out.best[j].get("iteration"),
-                            "initial_loss": out.initial[j]["total"],
-                            "best_loss": out.best[j]["total"],
-                            # Shared work split evenly: the batch's optimisation and the one-off setup.
-                            "seconds": seconds / len(batch) + setup / len(seeds),
-                            "setup_seconds": setup,
-                            "seconds_per_iteration": out.seconds_per_iteration,
-                            "batch_size": len(batch),
-                        },
-                    )
+        marks = sorted({*range(min(10, iters) + 1), *range(0, iters + 1, 5), iters})
+        options = {
+            "iters": self.iters,
+            "lr": self.lr,
+            "patience": self.patience,
+            "clip_model": self._clip(),
+            "clip_pretrained": None,
+            "batch_size": self.batch_size,
+            # Timing must include the inversion, as a first run on new references pays it.
+            "inversion_cache": False,
+        }
+        request = Request(prompt, seeds, refs=refs, snapshots=marks)
+        made = _generate(self.method, self.world.loaded, request, self.inner_steps, None, options)
+        outputs = []
+        for m in made:
+            extra, record = m.provenance.extra, m.run_record
+            batch = record["batch"]
+            outputs.append(
+                MethodOutput(
+                    m.image,
+                    iterations=extra["iterations"],
+                    checkpoints=m.checkpoints,
+                    info={
+                        "start": extra["start"],
+                        "best_iteration": extra["loss"].get("iteration"),
+                        "initial_loss": extra["initial_loss"]["total"],
+                        "best_loss": extra["loss"]["total"],
+                        # Shared work split evenly: the batch's optimisation and the one-off setup.
+                        "seconds": batch["seconds"] / batch["size"] + record["setup_seconds"] / len(seeds),
+                        "setup_seconds": record["setup_seconds"],
+                        "seconds_per_iteration": record["seconds_per_iteration"],
+                        "batch_size": batch["size"],
+                    },
                 )
+            )
         return outputs
 
 
@@ -175,10 +154,10 @@ class R2FMethod:
         digit = digit_of_prompt(prompt)
         if digit is None or digit not in self.stand_in:
             raise ValueError(f"no stand-in for {prompt!r}")
-        loaded = self.world.loaded
         plan = Plan(prompt, (Concept(DIGIT_WORDS[digit], DIGIT_WORDS[self.stand_in[digit]], self.level),))
-        schedule = build_schedule(plan, loaded.family, self.steps)
-        self.schedules[prompt] = [schedule.prompt_at(i) for i in range(self.steps)]
-        conds = encode_schedule(loaded, schedule, self.guidance)
-        shape = latent_shape(loaded.ref)
-        return [sample_r2f(loaded, schedule, conds, noise_from_seed(s, shape), self.guidance) for s in seeds]
+        made = _generate(
+            "r2f", self.world.loaded, Request(prompt, list(seeds), plan=plan), self.steps, self.guidance, {}
+        )
+        schedule = made[0].provenance.extra["schedule"]
+        self.schedules[prompt] = [schedule["prompts"][i] for i in schedule["steps"]]
+        return [m.image for m in made]

@@ -20,7 +20,7 @@ from PIL import Image as PILImage
 
 from rarecli.errors import InputError
 from rarecli.io.grid import make_grid
-from rarecli.io.images import save_png
+from rarecli.methods.output import Provenance, write_generated
 from rarecli.toyworld import DIGIT_WORDS
 from rarecli.toyworld.judge import load_judge
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         picture = side_by_side(args.folders, args.max_per_row, caption)
-        path = save_png(args.out, picture, "", {"command": "side-by-side", "rows": rows})
+        path = write_generated(picture, Provenance("side-by-side", extra={"rows": rows}), path=args.out).image
     except InputError as exc:
         print(f"Error: {exc.message}" + (f"\nHint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
         return 1
@@ -93,4 +93,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(path)
     return 0
-

@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rarecli.backbones.families import R2F_REFERENCE_STEPS, family_of, pipelines_for, sampler_label
-from rarecli.errors import InputError
-from rarecli.llm.schema import Plan
-from rarecli.methods.r2f.schedule import Schedule, build_schedule
+from rarecli.backbones.families import R2F_REFERENCE_STEPS, family_of, sampler_label
+from rarecli.methods.r2f.schedule import Schedule
 
 if TYPE_CHECKING:
     import torch
@@ -188,93 +185,3 @@ def sample_r2f(
             **kwargs,
         )
     return result.images[0]
-
-
-@dataclass
-class R2FConfig:
-    plans: list[Plan]
-    model: str = "stabilityai/stable-diffusion-3-medium-diffusers"
-    revision: str | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    negative_prompt: str | None = None
-    num_images: int = 1
-    seed: int = 0
-    out: Path = Path("out/r2f")
-
-
-@dataclass
-class R2FResult:
-    prompt: str
-    images: list[Path] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=list)
-    schedule: Schedule | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "prompt": self.prompt,
-            "images": [str(p) for p in self.images],
-            "seeds": self.seeds,
-            "schedule": self.schedule.to_json() if self.schedule else None,
-        }
-
-
-def run(config: R2FConfig, manager) -> Iterator[R2FResult]:
-    """Generate `num_images` per plan (seeds seed, seed+1, ...); yields one result per plan as it is done."""
-    from rarecli.backbones.loading import latent_shape, load_pipeline
-    from rarecli.io.images import a1111_parameters, save_numbered_png
-    from rarecli.log import progress
-    from rarecli.methods.sample import settings_text
-    from rarecli.seeds.noise import noise_from_seed
-
-    if not config.plans:
-        raise InputError("no plans to generate from", hint="pipe `rare r2f plan` into `rare r2f generate -`")
-    loaded = load_pipeline(
-        config.model, manager, config.revision, families=pipelines_for("r2f"), purpose="r2f generate"
-    )
-    family = family_of(loaded.family)
-    steps = config.steps or DEFAULT_STEPS
-    guidance = family.guidance if config.guidance is None else config.guidance
-    shape = latent_shape(loaded.ref)
-    sampler = sampler_name(loaded)
-    total = len(config.plans) * config.num_images * steps
-    with progress("r2f", total=total) as bar:
-        for plan in config.plans:
-            schedule = build_schedule(plan, loaded.family, steps)
-            conds = encode_schedule(loaded, schedule, guidance, config.negative_prompt)
-            result = R2FResult(plan.prompt, schedule=schedule)
-            for i in range(config.num_images):
-                seed = config.seed + i
-                image = sample_r2f(
-                    loaded, schedule, conds, noise_from_seed(seed, shape), guidance, on_step=lambda _: bar.advance()
-                )
-                meta = {
-                    "command": "r2f generate",
-                    "method": "r2f",
-                    "prompt": plan.prompt,
-                    "seed": seed,
-                    **loaded.ref.to_meta(),
-                    "hyper": {
-                        "steps": steps,
-                        "guidance": guidance,
-                        "sampler": sampler,
-                        "negative_prompt": config.negative_prompt,
-                        "level_stops_family": family.key,
-                    },
-                    "plan": plan.to_json(),
-                    "schedule": schedule.to_json(),
-                }
-                settings = settings_text(sampler, steps, guidance, seed, config.model)
-                settings["R2F stops"] = "/".join(str(s) for s in schedule.stops) or "none"
-                path = save_numbered_png(
-                    config.out,
-                    image,
-                    seed=seed,
-                    method="r2f",
-                    prompt=plan.prompt,
-                    parameters=a1111_parameters(plan.prompt, settings, config.negative_prompt),
-                    rare=meta,
-                )
-                result.images.append(path)
-                result.seeds.append(seed)
-            yield result

@@ -160,8 +160,7 @@ def optimise(
     manager = loaded.manager
     seed = torch.nn.Parameter(init.detach().to(manager.device, torch.float32).clone())
     opt = torch.optim.AdamW([seed], lr=lr, weight_decay=weight_decay)
-    # fp16 gradients through 20 UNet steps can underflow; bf16 and fp32 need no scaling.
-    scaler = torch.amp.GradScaler("cuda", enabled=manager.device.startswith("cuda") and manager.dtype == "fp16")
+    scaler = torch.amp.GradScaler("cuda", enabled=manager.loss_scaling)
     b = init.shape[0]
     best_total = [float("inf")] * b
     best_seeds = init.detach().to("cpu", torch.float32).clone()

@@ -1,0 +1,106 @@
+"""The one writer of a generated image and the record of how it was made.
+
+Every command, RareBench and the toy world's side-by-side write their images here, so every PNG carries
+the same two text chunks (DESIGN.md):
+- `parameters`: A1111-style text (prompt, negative prompt, then `Steps: .., Sampler: .., CFG scale: ..,
+  Seed: .., Model: ..`), which other tools already display;
+- `rare`: JSON with the command, method, prompt, seed, model id and revision, hyper-parameters and
+  whatever the method adds (plan, schedule, references, loss), plus rare's version.
+Beside the PNG, with the same stem, go the image's seed (`.safetensors`, the same record as metadata)
+and the method's run record (`.run.json`) when there are any.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rarecli.io.atomic import write_new, write_text_new
+from rarecli.io.images import a1111_parameters, png_bytes
+from rarecli.io.naming import write_numbered
+from rarecli.seeds.files import save_seed
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+
+@dataclass
+class Provenance:
+    """How an image was made. `settings` are the A1111 `Key: value` pairs; the rest goes to `rare`."""
+
+    command: str
+    method: str | None = None
+    prompt: str | None = None
+    seed: int | str | None = None  # what the output name and the `Seed:` field show
+    model: dict[str, Any] = field(default_factory=dict)  # ModelRef.to_meta() of what was loaded
+    hyper: dict[str, Any] | None = None  # the resolved hyper-parameters
+    extra: dict[str, Any] = field(default_factory=dict)  # method-specific: plan, schedule, refs, loss, ...
+    settings: dict[str, Any] = field(default_factory=dict)
+    negative_prompt: str | None = None
+
+    def rare_chunk(self) -> dict[str, Any]:
+        head = {"command": self.command, "method": self.method, "prompt": self.prompt, "seed": self.seed}
+        out = {k: v for k, v in head.items() if v is not None}
+        out.update(self.model)
+        if self.hyper is not None:
+            out["hyper"] = self.hyper
+        out.update(self.extra)
+        return out
+
+    def parameters(self) -> str:
+        if self.prompt is None and not self.settings:
+            return ""
+        return a1111_parameters(self.prompt or "", self.settings, self.negative_prompt)
+
+
+def settings_text(sampler: str, steps: int, guidance: float | None, seed: int | str, model: str, **more: Any):
+    """The usual A1111 fields, in A1111's order, then `more` (e.g. `Method`)."""
+    return {"Steps": steps, "Sampler": sampler, "CFG scale": guidance, "Seed": seed, "Model": model, **more}
+
+
+@dataclass
+class Written:
+    image: Path
+    seed: Path | None = None
+    run: Path | None = None
+
+
+def write_generated(
+    image: Image.Image,
+    provenance: Provenance,
+    *,
+    folder: Path | None = None,
+    path: Path | None = None,
+    name_method: str | None = None,
+    seed_tensor: torch.Tensor | None = None,
+    run_record: dict[str, Any] | None = None,
+) -> Written:
+    """Write `image` with its metadata: under the next free `{index:05d}_{seed}_{method}_{slug}.png` in
+    `folder` (the method part is `name_method` when given), or at exactly `path` (FileExistsError if
+    taken). Then the seed file and the run record beside it, if given. Nothing is ever overwritten."""
+    if (folder is None) == (path is None):
+        raise ValueError("give exactly one of folder= and path=")
+    chunk = provenance.rare_chunk()
+    data = png_bytes(image, provenance.parameters(), chunk)
+    if path is not None:
+        png = write_new(Path(path), lambda fh: fh.write(data))
+    else:
+        png = write_numbered(
+            Path(folder),
+            provenance.seed if provenance.seed is not None else 0,
+            name_method or provenance.method or provenance.command,
+            provenance.prompt or provenance.command,
+            ".png",
+            lambda p: write_new(p, lambda fh: fh.write(data)),
+        )
+    written = Written(png)
+    if seed_tensor is not None:
+        written.seed = save_seed(png.with_suffix(".safetensors"), seed_tensor, chunk)
+    if run_record is not None:
+        doc = {**chunk, "image": png.name, **({"seed_file": written.seed.name} if written.seed else {}), **run_record}
+        text = json.dumps(doc, indent=2, default=str) + "\n"
+        written.run = write_text_new(png.with_name(png.stem + ".run.json"), text)
+    return written

@@ -1,0 +1,84 @@
+"""One protocol for every generation method: prepare once, then generate per request.
+
+The CLI, RareBench and the toy evaluation all drive a method the same way:
+
+    method = registry.get("seedselect")
+    method.check(options)                         # bad options fail before anything loads
+    prepared = method.prepare(MethodContext(model, revision, manager, steps, guidance, options))
+    for made in prepared.generate(Request(prompt, seeds, refs=...)):
+        write_generated(made.image, made.provenance, folder=out, ...)   # or keep it in memory
+
+A request is one prompt and the integer seeds to draw it from (image i of a request uses seeds[i]);
+a method yields one `Generated` per seed, in order, as soon as each is done. Methods that need more
+than a prompt read it from the request: reference images (`refs`, SeedSelect), an R2F plan (`plan`;
+without one, R2F asks its planner).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from rarecli.llm.schema import Plan
+from rarecli.methods.output import Provenance
+from rarecli.runtime.device import DeviceManager
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+
+@dataclass
+class MethodContext:
+    """What a method is prepared with: the model, the device, shared sampling settings (None: the
+    method's or the model family's default) and the method's own options."""
+
+    model: str
+    revision: str | None
+    manager: DeviceManager
+    steps: int | None = None
+    guidance: float | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    command: str = "library"  # recorded in the provenance of what it makes
+
+
+@dataclass
+class Request:
+    prompt: str
+    seeds: Sequence[int]
+    refs: Path | None = None
+    plan: Plan | None = None
+    # Iterative methods: also return the image each seed would give after these iterations (0: the start).
+    snapshots: Collection[int] = ()
+
+
+@dataclass
+class Generated:
+    """One image and everything needed to write it: its provenance, the initial noise it was drawn
+    from (written as a seed file), and the method's own account of the run (a `.run.json`)."""
+
+    index: int
+    seed: int
+    image: Image.Image
+    provenance: Provenance
+    seed_tensor: torch.Tensor | None = None
+    run_record: dict[str, Any] | None = None
+    checkpoints: dict[int, Image.Image] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+class Prepared(Protocol):
+    def generate(self, request: Request) -> Iterator[Generated]: ...
+
+
+class Method(Protocol):
+    name: str
+    # Whether a request must carry reference images (`Request.refs`).
+    needs_refs: bool
+
+    def check(self, options: Mapping[str, Any]) -> None:
+        """Raise InputError for options this method cannot work with (before any model loads)."""
+
+    def prepare(self, context: MethodContext) -> Prepared: ...

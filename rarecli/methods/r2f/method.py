@@ -1,0 +1,121 @@
+"""Rare-to-Frequent behind the method protocol (Park et al., ICLR 2025, arXiv 2410.22376).
+
+A request carries its plan (`rare r2f generate`, the toy evaluation), or R2F asks its planner for one
+(RareBench: options `llm_backend`, `llm_model`, `llm_base_url`; answers are cached on disk, so a
+resumed run asks nothing twice). Options: `negative_prompt`. Steps default to the paper's 50 and the
+guidance to the model family's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rarecli.backbones.families import family_of, pipelines_for
+from rarecli.backbones.loading import LoadedPipeline, latent_shape, load_pipeline
+from rarecli.errors import InputError
+from rarecli.llm.planner import Planner, PlannerSettings, make_planner
+from rarecli.llm.schema import Plan
+from rarecli.log import progress
+from rarecli.methods.output import Provenance, settings_text
+from rarecli.methods.protocol import Generated, MethodContext, Request
+from rarecli.methods.r2f.sampler import DEFAULT_STEPS, Conditioning, encode_schedule, sample_r2f, sampler_name
+from rarecli.methods.r2f.schedule import Schedule, build_schedule
+from rarecli.seeds.noise import noise_from_seed
+
+OPTIONS = frozenset({"negative_prompt", "llm_backend", "llm_model", "llm_base_url"})
+
+
+class R2F:
+    name = "r2f"
+    needs_refs = False
+
+    def check(self, options: Mapping[str, Any]) -> None:
+        unknown = sorted(set(options) - OPTIONS)
+        if unknown:
+            raise InputError(f"r2f has no option {', '.join(unknown)}")
+        backend = options.get("llm_backend")
+        if backend is not None and backend not in ("openai", "llama"):
+            raise InputError(f"unknown LLM backend {backend!r}", hint="use openai or llama")
+
+    def prepare(self, context: MethodContext) -> _PreparedR2F:
+        self.check(context.options)
+        options = context.options
+        # A planner that cannot work (no API key) fails here, before any image is drawn.
+        planner = None
+        if options.get("llm_backend") is not None:
+            planner = make_planner(
+                PlannerSettings(
+                    backend=options["llm_backend"],
+                    llm_model=options.get("llm_model"),
+                    base_url=options.get("llm_base_url"),
+                )
+            )
+        loaded = load_pipeline(
+            context.model,
+            context.manager,
+            context.revision,
+            families=pipelines_for(self.name),
+            purpose=f"{context.command} --method r2f",
+        )
+        return _PreparedR2F(loaded, context, planner)
+
+
+@dataclass
+class _PreparedR2F:
+    loaded: LoadedPipeline
+    context: MethodContext
+    planner: Planner | None
+    # The last plan's schedule and embeddings: requests come prompt by prompt (RareBench items), so
+    # one is reused across a prompt's seeds without keeping every prompt's embeddings.
+    _last: tuple[str, Schedule, list[Conditioning | None]] | None = field(default=None, repr=False)
+
+    def plan(self, request: Request) -> Plan:
+        if request.plan is not None:
+            return request.plan
+        if self.planner is None:
+            raise InputError(f"no R2F plan for {request.prompt!r}", hint="give a plan, or an LLM backend to plan with")
+        return self.planner.plan(request.prompt)
+
+    def generate(self, request: Request) -> Iterator[Generated]:
+        loaded, context = self.loaded, self.context
+        family = family_of(loaded.family)
+        steps = context.steps or DEFAULT_STEPS
+        guidance = family.guidance if context.guidance is None else context.guidance
+        negative = context.options.get("negative_prompt")
+        plan = self.plan(request)
+        key = repr((plan.to_json(), steps, guidance, negative))
+        if self._last is None or self._last[0] != key:
+            schedule = build_schedule(plan, loaded.family, steps)
+            self._last = (key, schedule, encode_schedule(loaded, schedule, guidance, negative))
+        _, schedule, conds = self._last
+        shape = latent_shape(loaded.ref)
+        sampler = sampler_name(loaded)
+        hyper = {
+            "steps": steps,
+            "guidance": guidance,
+            "sampler": sampler,
+            "negative_prompt": negative,
+            "family": loaded.family,
+            "level_stops_family": family.key,
+            "latent_shape": list(shape),
+        }
+        stops = "/".join(str(s) for s in schedule.stops) or "none"
+        seeds = list(request.seeds)
+        with progress("r2f", total=len(seeds) * steps) as bar:
+            for i, seed in enumerate(seeds):
+                noise = noise_from_seed(seed, shape)
+                image = sample_r2f(loaded, schedule, conds, noise, guidance, on_step=lambda _: bar.advance())
+                provenance = Provenance(
+                    command=context.command,
+                    method=R2F.name,
+                    prompt=plan.prompt,
+                    seed=seed,
+                    model=loaded.ref.to_meta(),
+                    hyper=dict(hyper),
+                    extra={"plan": plan.to_json(), "schedule": schedule.to_json()},
+                    settings=settings_text(sampler, steps, guidance, seed, context.model, **{"R2F stops": stops}),
+                    negative_prompt=negative,
+                )
+                yield Generated(i, seed, image, provenance, seed_tensor=noise)

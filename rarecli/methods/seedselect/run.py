@@ -1,0 +1,68 @@
+"""`rare seedselect` as a library call: run a method on a prompt and its references, write every image
+with its seed file and run record, and say what was written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rarecli.methods import registry
+from rarecli.methods.output import write_generated
+from rarecli.methods.protocol import MethodContext, Request
+from rarecli.methods.seedselect.config import SeedSelectConfig, clean_prompt, options_of, validate
+from rarecli.runtime.device import DeviceManager
+
+
+@dataclass
+class SeedSelectResult:
+    images: list[Path]
+    seeds: list[Path]
+    runs: list[Path] = field(default_factory=list)
+    losses: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "images": [str(p) for p in self.images],
+            "seeds": [str(p) for p in self.seeds],
+            "runs": [str(p) for p in self.runs],
+            "losses": self.losses,
+            "interrupted": self.interrupted,
+        }
+
+
+def run(config: SeedSelectConfig, manager: DeviceManager) -> SeedSelectResult:
+    """Run `config.method` and write its outputs under `config.out`.
+
+    All input checks (prompt, options, reference folder) happen before any model is loaded, and no
+    file is written unless the run gets to the end of at least one optimisation. `--method sd` is the
+    plain-sampling baseline from seeds seed, seed+1, ... at `inner_steps` steps.
+    """
+    validate(config)
+    prompt = clean_prompt(config.prompt)
+    method = registry.get(config.method, "rare seedselect")
+    options = options_of(config) if method.needs_refs else {}
+    context = MethodContext(
+        config.model, config.revision, manager, config.inner_steps, config.guidance, options, command="seedselect"
+    )
+    prepared = method.prepare(context)
+    # SeedSelect records the prompt as given beside the cleaned one itself; plain sampling draws the cleaned one.
+    request = Request(
+        config.prompt if method.needs_refs else prompt,
+        range(config.seed, config.seed + config.num_images),
+        refs=config.refs,
+    )
+    result = SeedSelectResult([], [], [], [])
+    for made in prepared.generate(request):
+        written = write_generated(
+            made.image, made.provenance, folder=config.out, seed_tensor=made.seed_tensor, run_record=made.run_record
+        )
+        result.images.append(written.image)
+        result.seeds.append(written.seed)
+        if written.run is not None:
+            result.runs.append(written.run)
+            loss = made.provenance.extra
+            result.losses.append({"image": str(written.image), "initial": loss["initial_loss"], "best": loss["loss"]})
+        result.interrupted = result.interrupted or made.interrupted
+    return result

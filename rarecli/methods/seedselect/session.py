@@ -1,0 +1,192 @@
+"""A prepared SeedSelect / NAO-SeedSelect run (`Session`): what a run computes once, before optimising.
+
+The checks, the pipeline and CLIP, the text embeddings, the references' targets, and where each image's
+seed starts: SeedSelect from Gaussian noise of seed, seed+1, ...; NAO-SeedSelect from the NAO centroid
+of the references' DDIM-inverted seeds and points on the NAO paths to it (`rarecli.seeds.starts`).
+A session optimises batches of its images and renders seeds in memory; `method` writes nothing either,
+`run` is what writes files.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rarecli.backbones.clip import ClipEncoder, load_clip
+from rarecli.backbones.families import pipelines_for
+from rarecli.backbones.loading import LoadedPipeline, latent_shape, load_pipeline
+from rarecli.errors import InputError
+from rarecli.log import info, warn
+from rarecli.methods.ddim import DdimSchedule, TextConditioning, encode_text, render, to_pil
+from rarecli.methods.inversion import InversionSettings, invert_references
+from rarecli.methods.seedselect.config import DEFAULTS, SeedSelectConfig, clean_prompt, resolve_clip, validate
+from rarecli.methods.seedselect.objective import Objective, OptimResult, optimise, semantic_weights
+from rarecli.methods.seedselect.references import (
+    Reference,
+    ReferenceTargets,
+    bootstrap_subsets,
+    compute_targets,
+    load_references,
+)
+from rarecli.runtime.device import DeviceManager
+from rarecli.seeds.noise import noise_from_seed
+from rarecli.seeds.starts import nao_centroid_and_paths, nao_start_points
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+
+@dataclass
+class ImagePlan:
+    """One image to produce: where its seed starts and which references it matches."""
+
+    index: int
+    seed: int  # the integer in the output name (and the noise seed for seedselect)
+    start: torch.Tensor  # (C, h, w)
+    start_meta: dict[str, Any]
+    subset: list[int]
+
+
+def prepare(config: SeedSelectConfig, manager: DeviceManager) -> Session:
+    """Everything a SeedSelect / NAO-SeedSelect run computes once: the checks, the pipeline and CLIP,
+    the text embeddings, the references' targets and where each image's seed starts (NAO: the
+    inversions and the centroid). `run` writes files from it; an evaluation can optimise and render
+    in memory (`Session.optimise`, `Session.render`)."""
+
+    validate(config)
+    if config.method == "sd":
+        raise InputError("--method sd has no optimisation to prepare", hint="use seedselect or nao-seedselect")
+    prompt = clean_prompt(config.prompt)
+    refs = load_references(config.refs)
+    iters_default, lr_default, guidance_default = DEFAULTS[config.method]
+    iters = config.iters or iters_default
+    lr = config.lr if config.lr is not None else lr_default
+    guidance = config.guidance if config.guidance is not None else guidance_default
+    started = time.perf_counter()
+    loaded = load_pipeline(
+        config.model, manager, config.revision, families=pipelines_for(config.method), purpose="seedselect"
+    )
+    shape = latent_shape(loaded.ref)
+    clip_name, clip_tag = resolve_clip(config)
+    clip = load_clip(clip_name, manager, clip_tag)
+    text = encode_text(loaded, prompt, guidance)
+    schedule = DdimSchedule.from_pipeline(loaded.pipe, config.inner_steps)
+    info(f"{len(refs)} reference image(s); CLIP {clip.name}; {config.method} on {config.model}")
+    targets = compute_targets(loaded, clip, refs, shape[1:], config.seed)
+    if config.method == "seedselect":
+        plans = _seedselect_plans(config, shape, len(refs))
+    else:
+        plans = _nao_plans(config, loaded, refs, prompt, shape)
+    settings = {
+        "method": config.method,
+        "iters": iters,
+        "lr": lr,
+        "lr_schedule": "divided by 10 from the 4th iteration",
+        "weight_decay": config.weight_decay,
+        "optimizer": "AdamW",
+        "inner_steps": config.inner_steps,
+        "guidance": guidance,
+        "scheduler": "DDIM (eta 0, no clipping)",
+        "semantic_weight": config.semantic_weight,
+        "appearance_weight": config.appearance_weight,
+        "semantic_step_weights": list(semantic_weights(config.inner_steps)),
+        "patience": config.patience,
+        "clip_model": clip.name,
+        "checkpointing": config.checkpointing,
+        "device": manager.device,
+        "dtype": manager.dtype,
+        "mixed_precision": manager.mixed_precision,
+    }
+    if config.method == "nao-seedselect":
+        settings["inversion"] = {"steps": config.inversion_steps, "guidance": 1.0, "latent": "VAE posterior mean"}
+    setup_seconds = time.perf_counter() - started
+    return Session(config, prompt, refs, loaded, clip, text, schedule, targets, settings, setup_seconds, plans)
+
+
+def _seedselect_plans(config: SeedSelectConfig, shape: tuple[int, ...], k: int) -> list[ImagePlan]:
+
+    subsets = bootstrap_subsets(k, config.num_images, config.seed)
+    plans = []
+    for i in range(config.num_images):
+        seed = config.seed + i
+        plans.append(ImagePlan(i, seed, noise_from_seed(seed, shape), {"kind": "noise", "seed": seed}, subsets[i]))
+    return plans
+
+
+def _nao_plans(
+    config: SeedSelectConfig, loaded: LoadedPipeline, refs: list[Reference], prompt: str, shape: tuple[int, ...]
+) -> list[ImagePlan]:
+
+    inverted = invert_references(
+        loaded, refs, prompt, shape[1:], InversionSettings(config.inversion_steps, 1.0), config.inversion_cache
+    )
+    if len(refs) == 1:
+        warn("one reference image: NAO-SeedSelect starts from its inverted seed (a centroid needs two or more)")
+        starts = [(inverted[0], {"kind": "inversion", "reference": refs[0].path.name})] * config.num_images
+    else:
+        centroid, paths = nao_centroid_and_paths(inverted)
+        starts = nao_start_points(centroid, paths, config.num_images, [r.path.name for r in refs])
+    every = list(range(len(refs)))
+    return [ImagePlan(i, config.seed + i, start.reshape(shape), meta, every) for i, (start, meta) in enumerate(starts)]
+
+
+@dataclass
+class Session:
+    """A prepared run (see `prepare`): optimise batches of its plans, render seeds, write outputs."""
+
+    config: SeedSelectConfig
+    prompt: str
+    refs: list[Reference]
+    loaded: LoadedPipeline
+    clip: ClipEncoder
+    text: TextConditioning
+    schedule: DdimSchedule
+    targets: ReferenceTargets
+    settings: dict[str, Any]
+    setup_seconds: float
+    plans: list[ImagePlan]
+
+    @property
+    def iters(self) -> int:
+        return int(self.settings["iters"])
+
+    def optimise(
+        self,
+        batch: list[ImagePlan],
+        *,
+        on_iteration: Callable[[int, Any, float], None] | None = None,
+        snapshot_at: Collection[int] = (),
+    ) -> OptimResult:
+        """Optimise one batch of plans together, in memory (the seeds are independent: see seedopt)."""
+        import torch
+
+        device = self.loaded.manager.device
+        objective = Objective(
+            self.loaded,
+            self.clip,
+            self.text,
+            self.schedule,
+            torch.stack([self.targets.clip_centroid(p.subset) for p in batch]).to(device),
+            torch.stack([self.targets.latent_mean(p.subset) for p in batch]).to(device),
+            self.config.semantic_weight,
+            self.config.appearance_weight,
+            self.config.checkpointing,
+        )
+        return optimise(
+            objective,
+            torch.stack([p.start for p in batch]),
+            iters=self.iters,
+            lr=float(self.settings["lr"]),
+            weight_decay=self.config.weight_decay,
+            patience=self.config.patience,
+            on_iteration=on_iteration,
+            snapshot_at=snapshot_at,
+        )
+
+    def render(self, seeds: torch.Tensor) -> list[Image.Image]:
+        """The images the pipeline's DDIM loop draws from `seeds` (B, C, h, w) at this run's settings."""
+
+        return to_pil(render(self.loaded, seeds, self.text, self.schedule))
