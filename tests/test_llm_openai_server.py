@@ -160,7 +160,7 @@ def test_auto_falls_back_to_grammar_and_yields_a_valid_plan(server, tmp_path):
 
 def test_grammar_mode_constrains_the_server(server):
     from rarecli.llm.openai_backend import OpenAIBackend
-    from rarecli.llm.planner import Constraint
+    from rarecli.llm.protocol import Constraint
 
     backend: OpenAIBackend = _backend(server, "grammar", temperature=1.0)
     constraint = Constraint.for_prompt(PROMPT, min_concepts=1)

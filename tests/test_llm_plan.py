@@ -15,7 +15,8 @@ import pytest
 
 from rarecli.errors import InputError, RareError
 from rarecli.llm.grammar import schema_to_gbnf
-from rarecli.llm.planner import Constraint, InvalidAnswer, Planner, load_template, repair_answer, template_path
+from rarecli.llm.planner import InvalidAnswer, Planner, load_template, repair_answer, template_path
+from rarecli.llm.protocol import Constraint
 from rarecli.llm.schema import MAX_CONCEPTS, Plan, grounding_errors, prompt_spans, response_schema, validate
 from tests.conftest import REPO
 from tests.tiny_gguf import write_tiny_llama

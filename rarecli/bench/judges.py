@@ -16,8 +16,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import random
 import re
 import time
 from collections.abc import Callable
@@ -27,6 +25,7 @@ from typing import Any
 
 from rarecli.bench.definition import Definition, JudgeSpec, image_score
 from rarecli.errors import InputError, RareError
+from rarecli.llm.openai_client import OpenAIConnection, retry_delay
 from rarecli.paths import cache_dir
 
 JUDGES = ("gpt-4o", "clipscore")
@@ -125,7 +124,6 @@ class ClipScoreJudge:
 
 # --- gpt-4o -------------------------------------------------------------------------------------
 
-_KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-*]{6,}")
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 
 
@@ -170,20 +168,17 @@ class GPTJudge:
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
     def __post_init__(self) -> None:
-        from openai import OpenAI
-
-        key = self.api_key or os.environ.get("OPENAI_API_KEY")
-        if not key:
-            if not self.base_url:
-                raise RareError(
-                    "the gpt-4o judge needs OPENAI_API_KEY",
-                    hint="export OPENAI_API_KEY=..., or score offline with --judge clipscore",
-                )
-            key = "unused"  # local OpenAI-compatible servers usually take no key, but the client needs one
-        self._secret = key
-        self.api_key = None  # keep the key only inside the client, never in a repr or a record
-        # Our own bounded retries below (max_retries=0) so malformed answers and HTTP errors share one budget.
-        self._client = OpenAI(api_key=key, base_url=self.base_url, timeout=self.timeout, max_retries=0)
+        self._connection = OpenAIConnection.resolve(
+            self.base_url or None,
+            self.api_key,
+            missing=RareError(
+                "the gpt-4o judge needs OPENAI_API_KEY",
+                hint="export OPENAI_API_KEY=..., or score offline with --judge clipscore",
+            ),
+        )
+        self.api_key = None  # keep the key only inside the connection, never in a repr or a record
+        # Malformed answers and HTTP errors share one budget of attempts (see openai_client).
+        self._client = self._connection.client(self.timeout)
         if self.cache is None:
             self.cache = cache_dir() / "judge-cache"
 
@@ -203,19 +198,10 @@ class GPTJudge:
         return Path(self.cache) / safe_model / digest[:2] / f"{digest}.json"
 
     def _redact(self, text: str) -> str:
-        if self._secret and self._secret != "unused":
-            text = text.replace(self._secret, "***")
-        return _KEY_PATTERN.sub("sk-***", text)
+        return self._connection.redact(text)
 
     def _delay(self, attempt: int, exc: Exception | None) -> float:
-        response = getattr(exc, "response", None)
-        if response is not None:
-            header = response.headers.get("retry-after")
-            try:
-                return min(max(float(header), 0.0), self.max_backoff)
-            except (TypeError, ValueError):
-                pass
-        return min(self.backoff * 2**attempt, self.max_backoff) * (0.5 + random.random() / 2)
+        return retry_delay(attempt, exc, self.backoff, self.max_backoff)
 
     def __call__(self, image_path: Path, prompt: str) -> Verdict:
         import openai

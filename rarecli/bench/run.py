@@ -33,6 +33,7 @@ from rarecli.bench import methods as methods_mod
 from rarecli.bench.dataset import PromptFile, load_prompts, provenance
 from rarecli.bench.definition import Definition, load_definition
 from rarecli.errors import InputError, RareError
+from rarecli.llm.openai_client import url_without_credentials
 
 SCHEMA = 1
 # The main process waits here for the slowest process: long, since a share of a benchmark can take hours.
@@ -135,7 +136,7 @@ def _identity(config: RunConfig, definition: Definition, files: list[PromptFile]
             "guidance": config.guidance,
             "dtype": dtype,
             "options": {
-                k: (_without_credentials(v) if k.endswith("url") else v) for k, v in config.method_options.items()
+                k: (url_without_credentials(v) if k.endswith("url") else v) for k, v in config.method_options.items()
             },
         },
         "seed_policy": seed_policy(config.seed),
@@ -210,19 +211,6 @@ def _check_config(run_dir: Path, document: dict[str, Any], force: bool, write: b
         _check_config(run_dir, document, force=False, write=False)  # another run created it just now
 
 
-def _without_credentials(url: str | None) -> str | None:
-    """A URL as it may be recorded: user:password@ dropped (config.json is shared with results)."""
-    if not url:
-        return url
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host  # IPv6 literal
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc)) if parts.netloc else url
-
-
 def _distributed(device: str) -> tuple[Any, str]:
     """accelerate's PartialState, and this process's device (cuda:<local rank> under a multi-GPU launch)."""
     import torch
@@ -285,7 +273,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
             "schema": SCHEMA,
             "identity": _identity(config, definition, files, manager.dtype),
             "prompts": provenance(definition, files, config.data),
-            "judge_base_url": _without_credentials(config.base_url) if config.judge == "gpt-4o" else None,
+            "judge_base_url": url_without_credentials(config.base_url) if config.judge == "gpt-4o" else None,
             "rare_version": __version__,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }

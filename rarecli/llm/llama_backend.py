@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from rarecli.errors import InputError, RareError
-from rarecli.llm.planner import Constraint
+from rarecli.llm.protocol import Constraint
 
 DEMO_NAME = "smollm2"
 DEMO_WARNING = (

@@ -12,20 +12,18 @@ Response formats (`--response-format`):
   in `grammar` mode for the rest of the run.
 
 Transient failures (429, 5xx, timeouts, dropped connections) are retried with exponential backoff,
-honouring Retry-After. The API key is read from OPENAI_API_KEY and never logged, stored or shown: error
-text from a server is scrubbed of it before it reaches a message.
+honouring Retry-After. Key, client, pacing and redaction: `rarecli.llm.openai_client`, shared with the
+RareBench judge.
 """
 
 from __future__ import annotations
 
-import os
-import random
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from rarecli.errors import InputError, RareError
-from rarecli.llm.planner import Constraint
+from rarecli.llm.openai_client import OpenAIConnection, retry_delay
+from rarecli.llm.protocol import Constraint
 
 MODES = ("auto", "json_schema", "grammar", "json_object")
 DEFAULT_MODEL = "gpt-4o"
@@ -63,17 +61,16 @@ class OpenAIBackend:
     ) -> None:
         if response_format not in MODES:
             raise InputError(f"--response-format {response_format!r} is not one of {', '.join(MODES)}")
-        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
-        if not key:
-            if base_url is None:
-                raise RareError(
-                    "OPENAI_API_KEY is not set: the openai backend (GPT-4o) needs an API key",
-                    hint="export OPENAI_API_KEY=..., or plan offline with a local model: "
-                    "--backend llama --llm-model PATH.gguf (or `--llm-model smollm2`, a weak demo planner), "
-                    "or --base-url for a local OpenAI-compatible server",
-                )
-            key = "unused"  # local servers usually ignore it, but the client insists on one
-        self._api_key = key
+        self._connection = OpenAIConnection.resolve(
+            base_url,
+            api_key,
+            missing=RareError(
+                "OPENAI_API_KEY is not set: the openai backend (GPT-4o) needs an API key",
+                hint="export OPENAI_API_KEY=..., or plan offline with a local model: "
+                "--backend llama --llm-model PATH.gguf (or `--llm-model smollm2`, a weak demo planner), "
+                "or --base-url for a local OpenAI-compatible server",
+            ),
+        )
         self.model_name = model
         self.base_url = base_url
         self.mode = response_format
@@ -94,24 +91,14 @@ class OpenAIBackend:
         """The model and the server's host (no path, user or query: they may carry secrets)."""
         if self.base_url is None:
             return self.model_name
-        parts = urlsplit(self.base_url)
-        return f"{self.model_name}@{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+        return f"{self.model_name}@{self._connection.host}"
 
     def _scrub(self, text: str) -> str:
-        if self._api_key and self._api_key != "unused":
-            text = text.replace(self._api_key, "***")
-            if len(self._api_key) > 8:
-                text = text.replace(self._api_key[:8], "***")
-        return text
+        return self._connection.redact(text)
 
     def client(self):
         if self._client is None:
-            import openai
-
-            # Our own loop does the retries, so that they are visible in logs and bounded by our settings.
-            self._client = openai.OpenAI(
-                api_key=self._api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0
-            )
+            self._client = self._connection.client(self.timeout)
         return self._client
 
     def _request(self, mode: str, constraint: Constraint) -> dict[str, Any]:
@@ -189,15 +176,7 @@ class OpenAIBackend:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _wait(self, attempt: int, exc: Exception) -> float:
-        response = getattr(exc, "response", None)
-        header = response.headers.get("retry-after") if response is not None else None
-        if header:
-            try:
-                return min(self.max_backoff, max(0.0, float(header)))
-            except ValueError:
-                pass
-        # Full jitter keeps many clients that failed together from retrying together.
-        return min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random() / 2)
+        return retry_delay(attempt, exc, self.backoff, self.max_backoff)
 
     def _error(self, exc: Exception) -> RareError:
         import openai

@@ -16,15 +16,15 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from rarecli.errors import InputError, RareError
+from rarecli.llm.protocol import Backend, Constraint
 from rarecli.llm.schema import (
     Concept,
     LLMRecord,
     Plan,
     locate,
-    prompt_spans,
     response_schema,
     validate,
 )
@@ -32,31 +32,6 @@ from rarecli.llm.schema import (
 TEMPLATE_NAME = "r2f_plan"
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """What a backend may answer for one prompt: the JSON schema and the equivalent GBNF grammar."""
-
-    schema: dict[str, Any]
-    grammar: str
-
-    @classmethod
-    def for_prompt(cls, prompt: str, min_concepts: int = 0) -> Constraint:
-        from rarecli.llm.grammar import schema_to_gbnf
-
-        schema = response_schema(prompt_spans(prompt) or None, min_concepts=min_concepts)
-        return cls(schema, schema_to_gbnf(schema))
-
-
-class Backend(Protocol):
-    """An LLM that answers a chat under a constraint. `model` identifies it in caches and audit
-    records (a file hash for local models), so it must change when the answers could."""
-
-    name: str
-    model: str
-
-    def complete(self, messages: list[dict[str, str]], constraint: Constraint) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -89,7 +64,9 @@ def template_path(name: str = TEMPLATE_NAME) -> Path:
 
     path = data_file("prompts", f"{name}.yaml")
     if not path.is_file():
-        raise RareError(f"prompt template {name}.yaml not found at {path}", hint="reinstall rare; prompts/ ships with it")
+        raise RareError(
+            f"prompt template {name}.yaml not found at {path}", hint="reinstall rare; prompts/ ships with it"
+        )
     return path
 
 

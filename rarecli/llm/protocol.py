@@ -1,0 +1,33 @@
+"""What the planner asks of an LLM backend: answer a chat under a constraint (the plan's JSON schema and
+the equivalent GBNF grammar). The planner and both backends (openai, llama.cpp) meet here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from rarecli.llm.grammar import schema_to_gbnf
+from rarecli.llm.schema import prompt_spans, response_schema
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """What a backend may answer for one prompt: the JSON schema and the equivalent GBNF grammar."""
+
+    schema: dict[str, Any]
+    grammar: str
+
+    @classmethod
+    def for_prompt(cls, prompt: str, min_concepts: int = 0) -> Constraint:
+        schema = response_schema(prompt_spans(prompt) or None, min_concepts=min_concepts)
+        return cls(schema, schema_to_gbnf(schema))
+
+
+class Backend(Protocol):
+    """An LLM that answers a chat under a constraint. `model` identifies it in caches and audit
+    records (a file hash for local models), so it must change when the answers could."""
+
+    name: str
+    model: str
+
+    def complete(self, messages: list[dict[str, str]], constraint: Constraint) -> str: ...
