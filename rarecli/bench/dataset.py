@@ -19,6 +19,8 @@ from typing import Any
 
 from rarecli.bench.definition import Category, Definition
 from rarecli.errors import InputError, RareError
+from rarecli.io.atomic import write_text_replace
+from rarecli.log import info, warn
 from rarecli.paths import cache_dir
 
 ENV_URL = "RARE_RAREBENCH_URL"
@@ -101,8 +103,6 @@ def fetch(definition: Definition, category: Category) -> PromptFile:
     Nothing is cached unless the checksum matches; a cached copy that no longer matches (edited,
     corrupted) is fetched again.
     """
-    from rarecli.io.atomic import write_text_replace
-    from rarecli.log import info, warn
 
     expected = _require_pin(definition, category)
     path = cache_folder(definition) / category.file
@@ -129,7 +129,6 @@ def fetch(definition: Definition, category: Category) -> PromptFile:
 
 def read_local(definition: Definition, category: Category, folder: Path) -> PromptFile:
     """The category's prompt file from a user folder (--data); checked against the pin when there is one."""
-    from rarecli.log import warn
 
     path = Path(folder) / category.file
     if not path.is_file():

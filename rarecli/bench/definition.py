@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from rarecli.errors import InputError, RareError
 from rarecli.paths import data_file
 
@@ -89,7 +91,6 @@ def default_path() -> Path:
 
 def load_definition(path: Path | None = None) -> Definition:
     """Read and check a definition YAML (the packaged one by default)."""
-    import yaml
 
     path = Path(path) if path is not None else default_path()
     try:

@@ -23,8 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rarecli.backbones.clip import OPEN_CLIP_TO_HF, load_clip
 from rarecli.bench.definition import Definition, JudgeSpec, image_score
 from rarecli.errors import InputError, RareError
+from rarecli.io.atomic import write_text_replace
+from rarecli.io.images import read_rgb
 from rarecli.llm.openai_client import OpenAIConnection, retry_delay
 from rarecli.paths import cache_dir
 
@@ -96,7 +99,6 @@ def build(
 def split_clip_spec(spec: str) -> tuple[str, str | None]:
     """`ARCH/TAG` for an open_clip pair we map (ViT-H-14/laion2b_s32b_b79k); anything else is a
     Hugging Face CLIP id, a local folder or tiny-clip."""
-    from rarecli.backbones.clip import OPEN_CLIP_TO_HF
 
     if spec.count("/") == 1:
         arch, tag = spec.split("/")
@@ -107,14 +109,12 @@ def split_clip_spec(spec: str) -> tuple[str, str | None]:
 
 class ClipScoreJudge:
     def __init__(self, model: str, manager: Any) -> None:
-        from rarecli.backbones.clip import load_clip
 
         name, pretrained = split_clip_spec(model)
         self.model = model
         self.encoder = load_clip(name, manager, pretrained)
 
     def __call__(self, image_path: Path, prompt: str) -> Verdict:
-        from rarecli.io.images import read_rgb
 
         image = read_rgb(image_path)
         cosine = float((self.encoder.encode_pil([image]) * self.encoder.encode_text([prompt])).sum())
@@ -205,8 +205,6 @@ class GPTJudge:
 
     def __call__(self, image_path: Path, prompt: str) -> Verdict:
         import openai
-
-        from rarecli.io.atomic import write_text_replace
 
         image = Path(image_path).read_bytes()
         cache_path = self._cache_path(prompt, image)

@@ -8,13 +8,19 @@ images, and `overall` is the mean of the category scores.
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+
 from rarecli.bench.definition import Definition, load_definition
+from rarecli.bench.layout import load_items, read_config
 from rarecli.errors import InputError, RareError
+from rarecli.io.atomic import write_new, write_text_replace
+from rarecli.log import console, is_quiet
 
 SUMMARY_SCHEMA = 1
 
@@ -23,23 +29,7 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def load_items(run_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every item result of a run, and the paths of unreadable ones."""
-    items, unreadable = [], []
-    for path in sorted((Path(run_dir) / "items").glob("*/*.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            unreadable.append(str(path.relative_to(run_dir)))
-            continue
-        record["_path"] = str(path.relative_to(run_dir))
-        items.append(record)
-    return items, unreadable
-
-
 def summarize(run_dir: Path) -> dict[str, Any]:
-    from rarecli.bench.run import read_config
-
     run_dir = Path(run_dir)
     document = read_config(run_dir)
     if document is None:
@@ -105,7 +95,6 @@ def summarize(run_dir: Path) -> dict[str, Any]:
 
 def write_summary(run_dir: Path) -> tuple[Path, dict[str, Any]]:
     """Merge the run's items into RUN_DIR/summary.json (replacing an older one); return path and summary."""
-    from rarecli.io.atomic import write_text_replace
 
     summary = summarize(run_dir)
     path = Path(run_dir) / "summary.json"
@@ -139,7 +128,6 @@ def build_table(
     definition: Definition | None = None,
 ):
     """A rich Table: rows are categories, then overall, failed and missing; a column per run."""
-    from rich.table import Table
 
     table = Table(title="RareBench (score 0-100)", title_justify="left")
     table.add_column("category")
@@ -169,7 +157,6 @@ def print_table(
     anchors: dict[str, dict[str, float]] | None = None,
     definition: Definition | None = None,
 ) -> None:
-    from rarecli.log import console, is_quiet
 
     if is_quiet():
         return
@@ -190,7 +177,6 @@ def plot(
     definition: Definition | None = None,
 ) -> Path:
     """A grouped bar chart (a bar per run, and per paper anchor) over categories and overall; a new PNG."""
-    import io
 
     try:
         import matplotlib
@@ -202,8 +188,6 @@ def plot(
 
     matplotlib.use("Agg")  # no display; also keeps it working in a headless job
     import matplotlib.pyplot as plt
-
-    from rarecli.io.atomic import write_new
 
     path = Path(path)
     if path.exists():

@@ -1,15 +1,8 @@
 """A RareBench run: plan the work items, generate every image, judge them, write the summary.
 
-Layout of RUN_DIR::
-
-    config.json                         the run's configuration (a different one is refused)
-    images/<category>/<name>.png        one PNG per item, with its settings embedded
-    items/<category>/p<PPP>_i<II>.json  one result per item: score, or failure and reason
-    summary.json                        per-category and overall scores (main process, at the end)
-
-A work item is (category, prompt index, image index). Every item's result is written atomically on
-its own, so a killed run loses at most the items in flight, and re-running the same command skips
-what is done (an image already on disk is judged, not drawn again).
+A work item is (category, prompt index, image index); the run folder's layout is `layout`'s. Every
+item's result is written atomically on its own, so a killed run loses at most the items in flight, and
+re-running the same command skips what is done (an image already on disk is judged, not drawn again).
 
 Scale: under `accelerate launch` each process takes the items whose index modulo the world size is
 its rank (accelerate's PartialState), writes its own files, and the main process waits for the
@@ -21,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +24,14 @@ from rarecli.bench import judges as judges_mod
 from rarecli.bench import methods as methods_mod
 from rarecli.bench.dataset import PromptFile, load_prompts, provenance
 from rarecli.bench.definition import Definition, load_definition
-from rarecli.errors import InputError, RareError
+from rarecli.bench.layout import SCHEMA, Item, check_config, write_result
+from rarecli.bench.report import print_table, write_summary
+from rarecli.errors import InputError, RareError, explain
 from rarecli.llm.openai_client import url_without_credentials
+from rarecli.log import info, progress
+from rarecli.runtime.cache import MODEL_CACHE
+from rarecli.runtime.device import DeviceManager
 
-SCHEMA = 1
 # The main process waits here for the slowest process: long, since a share of a benchmark can take hours.
 BARRIER_TIMEOUT = datetime.timedelta(hours=24)
 
@@ -64,29 +60,6 @@ class RunConfig:
     definition: Path | None = None  # None: the packaged rarebench/rarebench.yaml (or RARE_RAREBENCH_DEFINITION)
     # Method-specific settings (r2f: llm_backend, llm_model, llm_base_url); part of the run's identity.
     method_options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Item:
-    category: str
-    prompt_index: int
-    image_index: int
-    images_per_prompt: int
-    prompt: str
-    seed: int
-
-    @property
-    def key(self) -> str:
-        return f"p{self.prompt_index:03d}_i{self.image_index:02d}"
-
-    def result_path(self, run_dir: Path) -> Path:
-        return run_dir / "items" / self.category / f"{self.key}.json"
-
-    def image_path(self, run_dir: Path, method: str) -> Path:
-        from rarecli.io.naming import output_name
-
-        index = self.prompt_index * self.images_per_prompt + self.image_index
-        return run_dir / "images" / self.category / output_name(index, self.seed, method, self.prompt)
 
 
 @dataclass
@@ -144,73 +117,6 @@ def _identity(config: RunConfig, definition: Definition, files: list[PromptFile]
     }
 
 
-def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
-        for k in sorted(set(old) | set(new), key=str):
-            out += _diff(old.get(k), new.get(k), f"{prefix}{k}.")
-        return out
-    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
-
-
-def read_config(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RareError(f"cannot read {path}: {exc}", hint="fix it, or use a new --out") from exc
-
-
-def _archive(run_dir: Path) -> Path:
-    """Move an old run's files aside (never delete): RUN_DIR/superseded-<time>/."""
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    dest = run_dir / f"superseded-{stamp}"
-    n = 1
-    while dest.exists():
-        dest = run_dir / f"superseded-{stamp}-{n}"
-        n += 1
-    dest.mkdir(parents=True)
-    for name in ("config.json", "summary.json", "items", "images"):
-        if (run_dir / name).exists():
-            os.rename(run_dir / name, dest / name)
-    return dest
-
-
-def _check_config(run_dir: Path, document: dict[str, Any], force: bool, write: bool) -> None:
-    """Refuse a run folder made with another configuration; the main process creates config.json."""
-    from rarecli.io.atomic import write_text_new
-    from rarecli.log import warn
-
-    old = read_config(run_dir)
-    if old is None and ((run_dir / "items").exists() or (run_dir / "images").exists()) and not force:
-        raise InputError(
-            f"{run_dir} holds RareBench results but no config.json",
-            hint="use a new --out, or --force to move the old results aside",
-        )
-    if old is not None:
-        diffs = _diff(old.get("identity"), document["identity"])
-        if not diffs:
-            return
-        if not force:
-            shown = "; ".join(diffs[:4]) + ("; ..." if len(diffs) > 4 else "")
-            raise InputError(
-                f"{run_dir} holds a run with another configuration ({shown})",
-                hint="use a new --out, or add --force to move the old results aside and start again",
-            )
-    if not write:
-        return
-    if old is not None or (run_dir / "items").exists() or (run_dir / "images").exists():
-        dest = _archive(run_dir)
-        warn(f"--force: moved the previous results of {run_dir} to {dest}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        write_text_new(run_dir / "config.json", json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-    except FileExistsError:
-        _check_config(run_dir, document, force=False, write=False)  # another run created it just now
-
-
 def _distributed(device: str) -> tuple[Any, str]:
     """accelerate's PartialState, and this process's device (cuda:<local rank> under a multi-GPU launch)."""
     import torch
@@ -225,7 +131,6 @@ def _distributed(device: str) -> tuple[Any, str]:
 
 
 def _failure(exc: BaseException) -> str:
-    from rarecli.errors import explain
 
     known = explain(exc)
     first = (str(exc).splitlines() or [""])[0]
@@ -236,22 +141,8 @@ def _failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}"
 
 
-def _write_result(path: Path, record: dict[str, Any], replace: bool) -> None:
-    from rarecli.io.atomic import write_text_new, write_text_replace
-
-    text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
-    if replace:
-        write_text_replace(path, text)
-        return
-    # Written meanwhile by another process of the same run: that result stands.
-    with contextlib.suppress(FileExistsError):
-        write_text_new(path, text)
-
-
 def run_benchmark(config: RunConfig) -> RunResult:
     """Generate, judge and summarise; resumable, and shared across processes under accelerate."""
-    from rarecli.log import info, progress
-    from rarecli.runtime.device import DeviceManager
 
     definition = load_definition(config.definition)
     categories = definition.select(config.categories)
@@ -277,7 +168,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
             "rare_version": __version__,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
-        _check_config(run_dir, document, config.force, write=write)
+        check_config(run_dir, document, config.force, write=write)
         return files, document
 
     # The main process downloads and writes config.json first; the others then read what it made.
@@ -357,14 +248,12 @@ def run_benchmark(config: RunConfig) -> RunResult:
                     manager.free_memory()
                     record = _record(item, config, status="failed", stage="generate", reason=_failure(exc))
                     record["provenance"] = dict(provenance_base)
-                    _write_result(item.result_path(run_dir), record, replace=config.retry_failed)
+                    write_result(item.result_path(run_dir), record, replace=config.retry_failed)
                     failed_keys.add((item.category, item.key))
                     result.failed += 1
                 bar.advance(status=f"{item.category} {item.key}")
         del drawer
         if config.judge == "clipscore":
-            from rarecli.runtime.cache import MODEL_CACHE
-
             MODEL_CACHE.clear()  # frees the diffusion model before the CLIP judge loads
 
     # Phase 2: judge every image that has no result yet.
@@ -392,7 +281,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
                     result.failed += 1
                 record["image"] = str(image.relative_to(run_dir))
                 record["provenance"] = {**provenance_base, **gen_provenance.get((item.category, item.key), {}), **prov}
-                _write_result(item.result_path(run_dir), record, replace=config.retry_failed)
+                write_result(item.result_path(run_dir), record, replace=config.retry_failed)
                 bar.advance(status=f"{item.category} {item.key}")
 
     result.timing = {
@@ -403,8 +292,6 @@ def run_benchmark(config: RunConfig) -> RunResult:
     _log_timing(result)
     state.wait_for_everyone()
     if state.is_main_process:
-        from rarecli.bench.report import print_table, write_summary
-
         result.summary_path, result.summary = write_summary(run_dir)
         print_table([result.summary], None, definition)
     return result
@@ -428,7 +315,6 @@ def _record(item: Item, config: RunConfig, status: str, stage: str | None = None
 
 
 def _log_timing(result: RunResult) -> None:
-    from rarecli.log import info
 
     t = result.timing
     parts = [f"process {result.process_index + 1}/{result.num_processes}:"]
