@@ -1,6 +1,7 @@
 """The `rare` command: wires the command modules together.
 
-Nothing heavy is imported here: `rare --help` must not import torch.
+Every module registers its commands the same way (`register(app)`, through `_run.command`). Nothing
+heavy is imported here: `rare --help` must not import torch or numpy.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import typer
 from rarecli import __version__
 from rarecli.cli import bench, env, models, r2f, seedselect, seedspace
 from rarecli.cli._run import handled
+from rarecli.config import default_map, load_config
+from rarecli.paths import config_file
 
 app = typer.Typer(
     name="rare",
@@ -37,21 +40,13 @@ def _root(
     ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    from rarecli.config import default_map, load_config
-    from rarecli.paths import config_file
-
     config = load_config(config_file())
     if config:
         ctx.default_map = default_map(ctx.command, config)
 
 
-app.command("seedselect", no_args_is_help=True)(handled(seedselect.seedselect))
-app.command("interpolate", no_args_is_help=True)(handled(seedspace.interpolate))
-app.command("centroid", no_args_is_help=True)(handled(seedspace.centroid))
-app.add_typer(r2f.app, name="r2f")
-app.add_typer(bench.app, name="bench")
-app.command("models")(handled(models.models))
-app.command("env")(handled(env.env))
+for _module in (seedselect, seedspace, r2f, bench, models, env):
+    _module.register(app)
 
 
 def run(args: list[str] | None = None) -> int:

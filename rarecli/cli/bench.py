@@ -8,16 +8,13 @@ from typing import Annotated
 import typer
 
 from rarecli.cli._options import Device, Dtype, Json, Model, Offload, Quiet, Revision, Seed
-from rarecli.cli._run import handled
-
-app = typer.Typer(help="Benchmarks: RareBench (R2F, ICLR 2025).", no_args_is_help=True)
+from rarecli.cli._output import Output
+from rarecli.cli._run import command, group
 
 _GEN = "Generation"
 _JUDGE = "Judge"
 
 
-@app.command("rarebench", no_args_is_help=True)
-@handled
 def rarebench(
     out: Annotated[
         Path,
@@ -124,17 +121,15 @@ def rarebench(
     offload: Offload = False,
     json_out: Json = False,
     quiet: Quiet = False,
-) -> None:
+) -> Output | None:
     """Generate, judge and report RareBench (Park et al., ICLR 2025); resumable.
 
     Under `accelerate launch` the work items are split across processes (GPUs, machines sharing the
     run folder). Prints the path of summary.json (or, with --json, the summary).
     """
+    # The library is imported here, not at the top: it pulls in numpy, and `rare --help` must stay instant.
     from rarecli.bench.run import RunConfig, run_benchmark
-    from rarecli.cli._output import emit_json, emit_paths
-    from rarecli.log import set_quiet
 
-    set_quiet(quiet or json_out)
     result = run_benchmark(
         RunConfig(
             out=out,
@@ -166,15 +161,10 @@ def rarebench(
         )
     )
     if result.summary_path is None:  # not the main process: it prints nothing
-        return
-    if json_out:
-        emit_json(result.summary)
-    else:
-        emit_paths([result.summary_path])
+        return None
+    return Output(result.summary, [result.summary_path])
 
 
-@app.command("report", no_args_is_help=True)
-@handled
 def report(
     runs: Annotated[list[Path], typer.Argument(help="Run folders to report and compare.")],
     plot: Annotated[
@@ -182,24 +172,25 @@ def report(
     ] = None,
     anchors: Annotated[bool, typer.Option("--anchors", help="Show the paper's published numbers beside.")] = False,
     json_out: Json = False,
-) -> None:
+) -> Output:
     """Merge each run's item results into its summary.json; compare runs per category and overall.
 
     Prints the summary paths (and the plot path), or with --json one document with every summary.
     """
     from rarecli.bench.report import report_runs
-    from rarecli.cli._output import emit_json, emit_paths
-    from rarecli.log import set_quiet
 
-    set_quiet(json_out)
     result = report_runs(runs, plot_path=plot, with_anchors=anchors)
-    if json_out:
-        emit_json(
-            {
-                "runs": result.summaries,
-                "anchors": result.anchors,
-                "plot": str(result.plot) if result.plot else None,
-            }
-        )
-    else:
-        emit_paths([*result.summary_paths, *([result.plot] if result.plot else [])])
+    document = {"runs": result.summaries, "anchors": result.anchors, "plot": str(result.plot) if result.plot else None}
+    return Output(document, [*result.summary_paths, *([result.plot] if result.plot else [])])
+
+
+def register(app: typer.Typer) -> None:
+    bench = group("Benchmarks: RareBench (R2F, ICLR 2025).")
+    command(
+        bench,
+        "rarebench",
+        example="rare bench rarebench --out runs/sd3 --model stabilityai/stable-diffusion-3-medium-diffusers\n"
+        "rare bench rarebench --out runs/tiny --model tiny-sd --judge clipscore --judge-model tiny-clip --data DIR",
+    )(rarebench)
+    command(bench, "report", example="rare bench report runs/sd3 runs/r2f --anchors --plot compare.png")(report)
+    app.add_typer(bench, name="bench")

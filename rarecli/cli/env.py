@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import typer
+
 from rarecli.cli._options import Json
+from rarecli.cli._output import Output
+from rarecli.cli._run import command
 
 
-def env(json_out: Json = False) -> None:
+def env(json_out: Json = False) -> Output:
     """Print versions, devices and paths (paste this into bug reports)."""
-    from rarecli.cli._output import emit_json
-    from rarecli.runtime.report import environment_report
+    from rarecli.runtime.report import environment_report  # imports torch: only when run
 
     report = environment_report()
-    if json_out:
-        emit_json(report)
-        return
     width = max(len(k) for k in report)
-    for key, value in report.items():
-        print(f"{key:<{width}}  {value}")
+    return Output(report, [f"{key:<{width}}  {value}" for key, value in report.items()])
+
+
+def register(app: typer.Typer) -> None:
+    command(app, "env", example="rare env --json", no_args_is_help=False)(env)

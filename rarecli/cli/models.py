@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import typer
+
 from rarecli.cli._options import Json
+from rarecli.cli._output import Output
+from rarecli.cli._run import command
+from rarecli.log import console
 
 
-def models(json_out: Json = False) -> None:
+def models(json_out: Json = False) -> Output:
     """List the embedded backbones (usable offline) and the models in the Hugging Face cache."""
-    from rarecli.backbones.registry import EMBEDDED
-    from rarecli.cli._output import emit_json
-    from rarecli.log import console
+    from rich.table import Table  # display only: kept off the path of `rare --help`
 
+    from rarecli.backbones.registry import EMBEDDED
     embedded = [
         {
             "name": e.name,
@@ -22,11 +26,11 @@ def models(json_out: Json = False) -> None:
         for e in EMBEDDED.values()
     ]
     hub = _hub_cache()
+    # Data on stdout: the names a user can pass to --model.
+    names = [e["name"] for e in embedded] + [r["repo"] for r in hub or [] if r["type"] == "model"]
+    output = Output({"embedded": embedded, "hf_cache": hub}, names)
     if json_out:
-        emit_json({"embedded": embedded, "hf_cache": hub})
-        return
-    from rich.table import Table
-
+        return output
     table = Table(title="Embedded backbones (offline, CPU)", title_justify="left")
     for col in ("name", "class", "built", "description"):
         table.add_column(col)
@@ -42,12 +46,11 @@ def models(json_out: Json = False) -> None:
         for r in hub:
             table.add_row(r["repo"], r["type"], r["size"], str(len(r["revisions"])))
         console.print(table)
-    # Data on stdout: the names a user can pass to --model.
-    for e in embedded:
-        print(e["name"])
-    for r in hub or []:
-        if r["type"] == "model":
-            print(r["repo"])
+    return output
+
+
+def register(app: typer.Typer) -> None:
+    command(app, "models", example="rare models --json", no_args_is_help=False)(models)
 
 
 def _hub_cache() -> list[dict] | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -20,13 +22,9 @@ from rarecli.cli._options import (
     Revision,
     Seed,
 )
-from rarecli.cli._run import handled
-
-app = typer.Typer(
-    help="Rare-to-Frequent: an LLM plans frequent stand-ins for rare concepts; the sampler "
-    "lets them guide the early steps.",
-    no_args_is_help=True,
-)
+from rarecli.cli._output import Output
+from rarecli.cli._run import command, group
+from rarecli.errors import InputError
 
 
 class Backend(StrEnum):
@@ -45,10 +43,6 @@ _LLM = "LLM"
 
 
 def _prompts(prompt: str | None, file: Path | None) -> list[str]:
-    import sys
-
-    from rarecli.errors import InputError
-
     if file is not None and prompt is not None:
         raise InputError("give a PROMPT or --file, not both")
     if file is not None:
@@ -63,8 +57,6 @@ def _prompts(prompt: str | None, file: Path | None) -> list[str]:
     return [prompt]
 
 
-@app.command("plan", no_args_is_help=True)
-@handled
 def plan(
     prompt: Annotated[
         str | None, typer.Argument(help="The prompt to plan, or - to read prompts from stdin (one per line).")
@@ -128,17 +120,14 @@ def plan(
         typer.Option("--no-cache", help="Ask the LLM even if a cached answer exists (the new answer is cached)."),
     ] = False,
     quiet: Quiet = False,
-) -> None:
+) -> Iterator[Output]:
     """Find the rare concepts in a prompt and plan their frequent stand-ins; prints one plan JSON per line.
 
     Answers are cached on disk (by backend, model, template version and prompt), so planning the same
     prompt again costs no API call. Without OPENAI_API_KEY, plan offline with --backend llama.
     """
-    from rarecli.cli._output import emit_json
     from rarecli.llm.planner import PlannerSettings, plan_prompts
-    from rarecli.log import set_quiet
 
-    set_quiet(quiet)
     settings = PlannerSettings(
         backend=backend.value,
         llm_model=llm_model,
@@ -149,11 +138,9 @@ def plan(
         use_cache=not no_cache,
     )
     for result in plan_prompts(_prompts(prompt, file), settings):
-        emit_json(result.to_json())
+        yield Output(result.to_json())  # a plan is data: one JSON line each
 
 
-@app.command("generate", no_args_is_help=True)
-@handled
 def generate(
     plan_file: Annotated[str, typer.Argument(metavar="PLAN", help="A plan JSON file (or JSON lines), or - for stdin.")],
     model: Model = "stabilityai/stable-diffusion-3-medium-diffusers",
@@ -176,19 +163,17 @@ def generate(
     attention_slicing: AttentionSlicing = False,
     json_out: Json = False,
     quiet: Quiet = False,
-) -> None:
+) -> Iterator[Output]:
     """Sample with the frequent prompts guiding the early steps and the rare prompt the rest.
 
     Image i of each plan uses seed SEED+i. PNGs carry the plan and the per-step schedule in their metadata.
     Prints the image paths, or with --json one JSON line per plan.
     """
-    from rarecli.cli._output import emit_json, emit_paths
-    from rarecli.log import set_quiet
+    # The library is imported here, not at the top: it pulls in numpy, and `rare --help` must stay instant.
     from rarecli.methods.r2f.generate import R2FConfig, run
     from rarecli.methods.r2f.plans import read_plans
     from rarecli.runtime.device import DeviceManager
 
-    set_quiet(quiet or json_out)
     plans = read_plans(plan_file)
     manager = DeviceManager(device, dtype, offload=offload, attention_slicing=attention_slicing)
     config = R2FConfig(
@@ -203,7 +188,14 @@ def generate(
         out=out,
     )
     for result in run(config, manager):
-        if json_out:
-            emit_json(result.to_json())
-        else:
-            emit_paths(result.images)
+        yield Output(result.to_json(), result.images)
+
+
+def register(app: typer.Typer) -> None:
+    r2f = group(
+        "Rare-to-Frequent: an LLM plans frequent stand-ins for rare concepts; the sampler lets them guide the "
+        "early steps."
+    )
+    command(r2f, "plan", example='rare r2f plan "A hairy frog" --backend llama --llm-model smollm2 > plans.jsonl')(plan)
+    command(r2f, "generate", example="rare r2f generate plans.jsonl --model tiny-sd3 --steps 4 -n 2")(generate)
+    app.add_typer(r2f, name="r2f")

@@ -20,6 +20,8 @@ from rarecli.cli._options import (
     Revision,
     Seed,
 )
+from rarecli.cli._output import Output
+from rarecli.cli._run import command
 
 _OPT = "Optimisation"
 
@@ -181,7 +183,7 @@ def seedselect(
     attention_slicing: AttentionSlicing = False,
     json_out: Json = False,
     quiet: Quiet = False,
-) -> None:
+) -> Output:
     """Optimise the initial noise seed so the generated image matches a few reference images.
 
     SeedSelect (Samuel et al., AAAI 2024, arXiv 2304.14530) with the NAO initialisation (NeurIPS 2023,
@@ -189,13 +191,11 @@ def seedselect(
     (settings embedded) and <stem>.run.json (loss curve, seconds per iteration, peak memory); prints
     the image paths. Ctrl-C stops the optimisation, writes the best seeds found so far and exits 130.
     """
-    from rarecli.cli._output import emit_json, emit_paths
-    from rarecli.log import set_quiet
+    # The library is imported here, not at the top: it pulls in numpy, and `rare --help` must stay instant.
     from rarecli.methods.seedselect.config import SeedSelectConfig
     from rarecli.methods.seedselect.run import run
     from rarecli.runtime.device import DeviceManager
 
-    set_quiet(quiet or json_out)
     manager = DeviceManager(device, dtype, offload=offload, attention_slicing=attention_slicing)
     config = SeedSelectConfig(
         prompt=prompt,
@@ -221,10 +221,14 @@ def seedselect(
         inversion_steps=inversion_steps,
     )
     result = run(config, manager)
-    if json_out:
-        emit_json(result.to_json())
-    else:
-        emit_paths(result.images)
-    if result.interrupted:
-        # What was found before Ctrl-C is written and printed; now exit 130 like any interruption.
-        raise KeyboardInterrupt
+    # What was found before Ctrl-C is written and printed, then the command exits 130.
+    return Output(result.to_json(), result.images, interrupted=result.interrupted)
+
+
+def register(app: typer.Typer) -> None:
+    command(
+        app,
+        "seedselect",
+        example='rare seedselect "tiger cat" --refs refs/tiger_cat/ --method nao-seedselect -n 4\n'
+        'rare seedselect "a handwritten digit seven" --refs rarecli/toyworld/weights/refs/seven --model toy-digits',
+    )(seedselect)

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from rarecli.cli._options import Device, Dtype, Json, Model, Out, Quiet, Revision
+from rarecli.cli._output import Output
+from rarecli.cli._run import command
 
 _NAO = "NAO"
 _RENDER = "Rendering"
@@ -60,15 +62,6 @@ def _render_options(prompt: str | None, steps: int, guidance: float | None):
     return None if prompt is None else RenderOptions(prompt, steps, guidance)
 
 
-def _emit(result, json_out: bool) -> None:
-    from rarecli.cli._output import emit_json, emit_paths
-
-    if json_out:
-        emit_json(result.to_json())
-    else:
-        emit_paths(result.paths)
-
-
 def interpolate(
     a: Annotated[str, typer.Argument(help=_SEED_HELP)],
     b: Annotated[str, typer.Argument(help=_SEED_HELP)],
@@ -97,7 +90,7 @@ def interpolate(
     dtype: Dtype = "auto",
     json_out: Json = False,
     quiet: Quiet = False,
-) -> None:
+) -> Output:
     """Interpolate between two seeds and write the path as seed files (NAO, NeurIPS 2023).
 
     Seeds are evenly spaced along the path; each file records the method, the source seeds and its position t (0 to 1).
@@ -106,12 +99,11 @@ def interpolate(
 
     Prints the written paths: the seed files in path order, then the strip.
     """
-    from rarecli.log import set_quiet
+    # The library is imported here, not at the top: it pulls in numpy, and `rare --help` must stay instant.
     from rarecli.methods.seedspace import InterpolateConfig
     from rarecli.methods.seedspace import interpolate as run
     from rarecli.runtime.device import DeviceManager
 
-    set_quiet(quiet or json_out)
     manager = DeviceManager(device, dtype)
     config = InterpolateConfig(
         a=a,
@@ -124,7 +116,8 @@ def interpolate(
         out=out,
         render=_render_options(render, render_steps, guidance),
     )
-    _emit(run(config, manager), json_out)
+    result = run(config, manager)
+    return Output(result.to_json(), result.paths)
 
 
 def centroid(
@@ -155,17 +148,15 @@ def centroid(
     dtype: Dtype = "auto",
     json_out: Json = False,
     quiet: Quiet = False,
-) -> None:
+) -> Output:
     """Find the centroid of several seeds and write it as a seed file (NAO, NeurIPS 2023).
 
     The file records the method and the source seeds. Prints the written paths: the seed file, then the strip.
     """
-    from rarecli.log import set_quiet
     from rarecli.methods.seedspace import CentroidConfig
     from rarecli.methods.seedspace import centroid as run
     from rarecli.runtime.device import DeviceManager
 
-    set_quiet(quiet or json_out)
     manager = DeviceManager(device, dtype)
     config = CentroidConfig(
         seeds=list(seeds),
@@ -176,4 +167,12 @@ def centroid(
         out=out,
         render=_render_options(render, render_steps, guidance),
     )
-    _emit(run(config, manager), json_out)
+    result = run(config, manager)
+    return Output(result.to_json(), result.paths)
+
+
+def register(app: typer.Typer) -> None:
+    command(
+        app, "interpolate", example='rare interpolate 1 2 --method nao --steps 8 --model tiny-sd --render "a frog"'
+    )(interpolate)
+    command(app, "centroid", example="rare centroid 1 2 3 --method nao --model tiny-sd")(centroid)
