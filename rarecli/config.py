@@ -24,6 +24,7 @@ from rarecli.errors import RareError
 def load_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
+    # Imported only when a config file exists: every command's --help passes through here.
     import yaml
 
     try:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False)
 _quiet = False
@@ -77,14 +78,6 @@ def progress(description: str, total: int | None, status: str = "") -> Iterator[
         finally:
             _live.remove_task(task)
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
     with Progress(
         TextColumn("{task.description}"),

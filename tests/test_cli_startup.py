@@ -9,6 +9,8 @@ import sys
 import pytest
 
 HEAVY = ["torch", "diffusers", "transformers", "openai", "llama_cpp", "accelerate", "open_clip", "safetensors"]
+# Not heavy for the library, but slow enough to notice at every `--help` (numpy alone: 0.2 s here).
+HEAVY += ["numpy", "yaml", "PIL", "huggingface_hub", "matplotlib"]
 COMMANDS = [
     [],
     ["seedselect"],

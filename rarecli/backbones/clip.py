@@ -19,9 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from huggingface_hub import snapshot_download
+
+from rarecli.backbones.loading import resolve
+from rarecli.backbones.registry import EMBEDDED
+from rarecli.backbones.tokenizers import clip_tokenizer
 from rarecli.errors import InputError, RareError
 from rarecli.runtime.cache import MODEL_CACHE
 from rarecli.runtime.device import DeviceManager
+from rarecli.runtime.quiet import quiet_libraries
 
 if TYPE_CHECKING:
     import torch
@@ -106,7 +113,6 @@ class ClipEncoder:
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """A PIL image as a (1, 3, H, W) float tensor in [0, 1]."""
-    import numpy as np
     import torch
 
     arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
@@ -119,7 +125,6 @@ def resolve_clip_name(name: str, pretrained: str | None) -> str:
         return OPEN_CLIP_TO_HF[(name, pretrained)]
     if "/" in name or name.startswith((".", "~")) or Path(name).exists():
         return name
-    from rarecli.backbones.registry import EMBEDDED
 
     if name in EMBEDDED:
         return name
@@ -149,7 +154,6 @@ def load_clip(name: str, manager: DeviceManager, pretrained: str | None = None) 
 
     fp32 because it is small next to the diffusion model and its gradients steer the seed.
     """
-    from rarecli.backbones.loading import resolve
 
     target = resolve_clip_name(name, pretrained)
     ref = resolve(target, kind="clip")
@@ -158,9 +162,6 @@ def load_clip(name: str, manager: DeviceManager, pretrained: str | None = None) 
     def load() -> ClipEncoder:
         import torch
         from transformers import CLIPModel
-
-        from rarecli.backbones.tokenizers import clip_tokenizer
-        from rarecli.runtime.quiet import quiet_libraries
 
         with quiet_libraries():
             folder = _hub_folder(ref.location) if ref.source == "hub" else Path(ref.location)
@@ -182,7 +183,6 @@ def _tokenizer(folder: Path) -> Any:
 
 
 def _hub_folder(repo_id: str) -> Path:
-    from huggingface_hub import snapshot_download
 
     try:
         return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.txt", "*.safetensors"]))

@@ -6,15 +6,21 @@ HF_TOKEN apply. Embedded backbones are built once and then take the same `from_p
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError
+
 from rarecli.backbones.families import find_family
-from rarecli.errors import InputError, RareError
+from rarecli.backbones.registry import EMBEDDED, ensure_built
+from rarecli.errors import InputError, RareError, explain
 from rarecli.runtime.cache import MODEL_CACHE
 from rarecli.runtime.device import DeviceManager
+from rarecli.runtime.quiet import quiet_libraries
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,6 @@ class ModelRef:
 
 def resolve(model: str, revision: str | None = None, kind: str = "pipeline") -> ModelRef:
     """Decide whether `model` is embedded, a local folder or a Hub id. Does not load or download."""
-    from rarecli.backbones.registry import EMBEDDED, ensure_built
 
     if model in EMBEDDED:
         entry = EMBEDDED[model]
@@ -72,8 +77,6 @@ def resolve(model: str, revision: str | None = None, kind: str = "pipeline") -> 
 def _download(ref: ModelRef) -> ModelRef:
     """Fetch (or find in the HF cache) a Hub pipeline; records the exact commit used."""
     from diffusers import DiffusionPipeline
-
-    from rarecli.errors import explain
 
     try:
         folder = DiffusionPipeline.download(ref.location, revision=ref.revision)
@@ -121,8 +124,6 @@ def load_pipeline(
     def load() -> LoadedPipeline:
         from diffusers import DiffusionPipeline
 
-        from rarecli.runtime.quiet import quiet_libraries
-
         with quiet_libraries():
             resolved = _download(ref) if ref.source == "hub" else ref
             pipe = DiffusionPipeline.from_pretrained(resolved.location, torch_dtype=manager.torch_dtype)
@@ -140,12 +141,8 @@ def load_pipeline(
 
 
 def _read_config(ref: ModelRef, name: str) -> dict[str, Any] | None:
-    import json
 
     if ref.source == "hub":
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError
-
         try:
             path = hf_hub_download(ref.location, name, revision=ref.revision)
         except EntryNotFoundError:

@@ -6,6 +6,7 @@ from then on it is loaded by `from_pretrained(folder)` like any local model.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -14,7 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rarecli.backbones import tiny
+from rarecli.backbones.tiny import RECIPE_VERSION
+from rarecli.log import info
 from rarecli.paths import cache_dir, toy_world_dir
+from rarecli.runtime.quiet import quiet_libraries
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,6 @@ class Embedded:
     def folder(self) -> Path:
         if self.packaged is not None:
             return self.packaged
-        from rarecli.backbones.tiny import RECIPE_VERSION
 
         return cache_dir() / "backbones" / f"{self.name}-r{RECIPE_VERSION}"
 
@@ -43,10 +47,7 @@ class Embedded:
         """What output metadata records: the recipe version, or for packaged weights the first 12 hex
         digits of the SHA-256 of the manifest beside them (which lists every file's SHA-256)."""
         if self.packaged is None:
-            from rarecli.backbones.tiny import RECIPE_VERSION
-
             return f"r{RECIPE_VERSION}"
-        import hashlib
 
         manifest = self.packaged.parent / "manifest.json"
         if not manifest.is_file():
@@ -60,7 +61,6 @@ class Embedded:
 
 def _recipe(name: str) -> Callable[[], Any]:
     def build() -> Any:
-        from rarecli.backbones import tiny
 
         return getattr(tiny, f"build_{name.replace('-', '_')}")()
 
@@ -127,8 +127,6 @@ def ensure_built(entry: Embedded) -> Path:
     folder = entry.folder
     if entry.built or entry.build is None:
         return folder
-    from rarecli.log import info
-    from rarecli.runtime.quiet import quiet_libraries
 
     info(f"Building embedded backbone {entry.name} into {folder} (once)")
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rarecli.backbones.tokenizers import CLIP_VOCAB_SIZE, clip_tokenizer, t5_tokenizer
+
 # Bump when a recipe changes: the cache folder name carries it, so old builds are never reused.
 RECIPE_VERSION = 1
 _SEED = 1234
@@ -18,8 +20,6 @@ _SEED = 1234
 
 def _clip_text_config(projection: bool, hidden: int = 32):
     from transformers import CLIPTextConfig
-
-    from rarecli.backbones.tokenizers import CLIP_VOCAB_SIZE
 
     return CLIPTextConfig(
         vocab_size=CLIP_VOCAB_SIZE,
@@ -75,8 +75,6 @@ def build_tiny_sd() -> Any:
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    from rarecli.backbones.tokenizers import clip_tokenizer
-
     torch.manual_seed(_SEED)
     unet = UNet2DConditionModel(
         sample_size=8,
@@ -110,8 +108,6 @@ def build_tiny_sdxl() -> Any:
     import torch
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
-
-    from rarecli.backbones.tokenizers import clip_tokenizer
 
     torch.manual_seed(_SEED)
     time_dim = 8
@@ -159,8 +155,6 @@ def build_tiny_sd3() -> Any:
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
     from transformers import CLIPTextModelWithProjection, T5Config, T5EncoderModel
-
-    from rarecli.backbones.tokenizers import clip_tokenizer, t5_tokenizer
 
     torch.manual_seed(_SEED)
     t5_tok = t5_tokenizer()

@@ -15,6 +15,7 @@ def models(json_out: Json = False) -> Output:
     from rich.table import Table  # display only: kept off the path of `rare --help`
 
     from rarecli.backbones.registry import EMBEDDED
+
     embedded = [
         {
             "name": e.name,

@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from PIL import Image, ImageDraw, ImageFont
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -23,7 +25,6 @@ def make_grid(
     of the largest size and are centred in them. labels: one caption per image, drawn under it (cut
     with an ellipsis when wider than the cell).
     """
-    from PIL import Image, ImageDraw, ImageFont
 
     if not images:
         raise ValueError("make_grid needs at least one image")

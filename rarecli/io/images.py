@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
 from rarecli import __version__
 from rarecli.errors import InputError
 from rarecli.io.atomic import write_new
@@ -36,7 +39,6 @@ def a1111_parameters(prompt: str, settings: Mapping[str, Any], negative: str | N
 
 
 def png_bytes(image: Image.Image, parameters: str, rare: Mapping[str, Any]) -> bytes:
-    from PIL import PngImagePlugin
 
     info = PngImagePlugin.PngInfo()
     info.add_itxt("parameters", parameters)
@@ -79,7 +81,6 @@ def read_metadata(path: Path) -> dict[str, Any]:
 
 def open_image(path: Path) -> Image.Image:
     """Open and fully decode an image; InputError for a missing, non-image or truncated file."""
-    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
@@ -96,7 +97,6 @@ def open_image(path: Path) -> Image.Image:
 
 def read_rgb(path: Path) -> Image.Image:
     """An image as 8-bit RGB: palette, grey, 16-bit and alpha images are converted (alpha over white)."""
-    from PIL import Image
 
     image = open_image(path)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
@@ -105,7 +105,6 @@ def read_rgb(path: Path) -> Image.Image:
         return Image.alpha_composite(background, rgba).convert("RGB")
     if image.mode == "I;16" or image.mode == "I":
         # 16-bit grey: scale to 8 bits rather than clip.
-        import numpy as np
 
         arr = np.asarray(image, dtype=np.float64)
         top = 65535.0 if arr.max() > 255 else 255.0

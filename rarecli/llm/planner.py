@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from rarecli import log
 from rarecli.errors import InputError, RareError
+from rarecli.llm.cache import ResponseCache
+from rarecli.llm.llama_backend import LlamaBackend
+from rarecli.llm.openai_backend import OpenAIBackend
 from rarecli.llm.protocol import Backend, Constraint
 from rarecli.llm.schema import (
     Concept,
@@ -28,6 +34,7 @@ from rarecli.llm.schema import (
     response_schema,
     validate,
 )
+from rarecli.paths import data_file
 
 TEMPLATE_NAME = "r2f_plan"
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
@@ -60,7 +67,6 @@ class Template:
 
 def template_path(name: str = TEMPLATE_NAME) -> Path:
     """prompts/NAME.yaml: the one copy, in the checkout or shipped in the wheel."""
-    from rarecli.paths import data_file
 
     path = data_file("prompts", f"{name}.yaml")
     if not path.is_file():
@@ -71,7 +77,6 @@ def template_path(name: str = TEMPLATE_NAME) -> Path:
 
 
 def load_template(path: Path | None = None) -> Template:
-    import yaml
 
     path = path or template_path()
     raw = path.read_bytes()
@@ -223,7 +228,6 @@ class Planner:
         return Constraint.for_prompt(prompt)
 
     def _key(self, prompt: str) -> str:
-        from rarecli.llm.cache import ResponseCache
 
         return ResponseCache.key(self.backend.name, self.backend.model, self.template.tag, self.template.sha256, prompt)
 
@@ -239,7 +243,6 @@ class Planner:
         )
 
     def plan(self, prompt: str) -> Plan:
-        from rarecli import log
 
         prompt = " ".join(prompt.split())
         if not prompt:
@@ -305,8 +308,6 @@ class PlannerSettings:
 
 def make_backend(settings: PlannerSettings) -> Backend:
     if settings.backend == "openai":
-        from rarecli.llm.openai_backend import OpenAIBackend
-
         return OpenAIBackend(
             model=settings.llm_model or "gpt-4o",
             base_url=settings.base_url,
@@ -314,15 +315,12 @@ def make_backend(settings: PlannerSettings) -> Backend:
             timeout=settings.timeout,
         )
     if settings.backend == "llama":
-        from rarecli.llm.llama_backend import LlamaBackend
-
         return LlamaBackend(settings.llm_model)
     raise InputError(f"unknown LLM backend {settings.backend!r}", hint="use openai or llama")
 
 
 def make_planner(settings: PlannerSettings) -> Planner:
     """A planner with the backend, disk cache and retry policy that `settings` describe."""
-    from rarecli.llm.cache import ResponseCache
 
     return Planner(
         make_backend(settings),

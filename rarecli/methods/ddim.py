@@ -23,6 +23,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from PIL import Image
+
+from rarecli.errors import InputError, RareError
+
 if TYPE_CHECKING:
     import torch
 
@@ -47,8 +51,6 @@ class DdimSchedule:
         from diffusers import DDIMScheduler
 
         if steps < 1:
-            from rarecli.errors import InputError
-
             raise InputError(f"inner steps must be >= 1 (got {steps})")
         # Built from the pipeline's own scheduler config (SD2.1-base ships PNDM's; the betas are the
         # same), with SeedSelect's DDIM settings forced: no x0 clipping or thresholding.
@@ -62,8 +64,6 @@ class DdimSchedule:
         prev = tuple(float(acp[t - stride]) if t - stride >= 0 else final for t in ts)
         prediction = sched.config.prediction_type
         if prediction not in ("epsilon", "v_prediction"):
-            from rarecli.errors import RareError
-
             raise RareError(f"the model's scheduler predicts {prediction!r}; SeedSelect supports epsilon and v")
         return cls(tuple(ts), alphas, prev, prediction, float(sched.init_noise_sigma))
 
@@ -224,7 +224,6 @@ def render(loaded: LoadedPipeline, seed: torch.Tensor, text: TextConditioning, s
 def to_pil(images: torch.Tensor) -> list:
     """(B, 3, H, W) in [0, 1] -> PIL images, rounded as diffusers does."""
     import torch
-    from PIL import Image
 
     arr = (images.detach().cpu().permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8)
     return [Image.fromarray(a.numpy()) for a in arr]

@@ -14,17 +14,18 @@ import sys
 from pathlib import Path
 
 from rarecli.backbones.families import sampler_label
+from rarecli.backbones.loading import latent_shape, load_pipeline
+from rarecli.log import info
+from rarecli.methods.output import Provenance, settings_text, write_generated
+from rarecli.methods.sample import sample
+from rarecli.runtime.device import DeviceManager
+from rarecli.seeds.noise import noise_from_seed
 
 SEEDS = (101, 102, 103)
 PROMPT = "a hairy frog"
 
 
 def render_refs(folder: Path, model: str = "tiny-sd", seeds: tuple[int, ...] = SEEDS, steps: int = 4) -> list[Path]:
-    from rarecli.backbones.loading import latent_shape, load_pipeline
-    from rarecli.methods.output import Provenance, settings_text, write_generated
-    from rarecli.methods.sample import sample
-    from rarecli.runtime.device import DeviceManager
-    from rarecli.seeds.noise import noise_from_seed
 
     folder = Path(folder)
     wanted = [folder / f"ref_{seed}.png" for seed in seeds]
@@ -48,7 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         sys.stderr.write("usage: python -m rarecli.methods.demo_refs FOLDER\n")
         return 2
-    from rarecli.log import info
 
     paths = render_refs(Path(args[0]))
     info(f"demo references: {len(paths)} images in {args[0]}")

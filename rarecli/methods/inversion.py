@@ -23,6 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rarecli.log import info
+from rarecli.methods.ddim import DdimSchedule, autocast_for, ddim_update, encode_images, encode_text, predict
+from rarecli.methods.seedselect.references import fit
+from rarecli.paths import cache_dir
+from rarecli.seeds.files import load_seed, save_seed
+
 if TYPE_CHECKING:
     import torch
 
@@ -45,8 +51,6 @@ def invert_latents(
 ) -> torch.Tensor:
     """Run DDIM backwards from clean latents (B, C, h, w; scaled like the UNet's) to seeds z_T."""
     import torch
-
-    from rarecli.methods.ddim import DdimSchedule, autocast_for, ddim_update, predict
 
     schedule = DdimSchedule.from_pipeline(loaded.pipe, steps)
     x = latents.to(loaded.manager.device, torch.float32)
@@ -91,7 +95,6 @@ def cache_key(loaded: LoadedPipeline, image_sha256: str, prompt: str, hw: tuple[
 
 
 def cache_folder() -> Path:
-    from rarecli.paths import cache_dir
 
     return cache_dir() / "inversion"
 
@@ -106,11 +109,6 @@ def invert_references(
 ) -> torch.Tensor:
     """Inverted seeds (k, C, h, w) of the reference images, from the cache where possible."""
     import torch
-
-    from rarecli.log import info
-    from rarecli.methods.ddim import encode_images, encode_text
-    from rarecli.methods.seedselect.references import fit
-    from rarecli.seeds.files import load_seed, save_seed
 
     folder = cache_folder()
     keys = [cache_key(loaded, r.sha256, prompt, latent_hw, settings) for r in refs]

@@ -6,6 +6,7 @@ noise is moved afterwards.
 
 from __future__ import annotations
 
+import gc
 import re
 import time
 from collections.abc import Iterator
@@ -113,7 +114,6 @@ class DeviceManager:
     def free_memory(self) -> None:
         """Return what the collector can free, and torch's cached GPU blocks (after a failure or an
         out-of-memory retry, before the next model or batch)."""
-        import gc
 
         gc.collect()
         if self.is_cuda:

@@ -8,6 +8,8 @@ import platform
 import sys
 from typing import Any
 
+from huggingface_hub import constants
+
 from rarecli import __version__
 from rarecli.paths import cache_dir, config_file
 
@@ -51,7 +53,6 @@ def environment_report() -> dict[str, Any]:
             out[f"cuda:{i}"] = f"{props.name}, {props.total_memory / 2**30:.1f} GiB"
     mps = getattr(torch.backends, "mps", None)
     out["mps available"] = bool(mps is not None and mps.is_available())
-    from huggingface_hub import constants
 
     out["HF cache"] = constants.HF_HUB_CACHE
     out["HF offline"] = constants.HF_HUB_OFFLINE

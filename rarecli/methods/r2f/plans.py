@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from rarecli.errors import InputError
@@ -40,8 +41,6 @@ def parse_plans(text: str, where: str = "plan") -> list[Plan]:
 def read_plans(source: str) -> list[Plan]:
     """Plans from a file path, or from stdin when `source` is '-'."""
     if source == "-":
-        import sys
-
         return parse_plans(sys.stdin.read(), "stdin")
     path = Path(source).expanduser()
     if not path.is_file():

@@ -25,9 +25,13 @@ loop and keeps the best seeds found so far.
 
 from __future__ import annotations
 
+import resource
+import sys
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from rarecli.methods.ddim import checkpointed, decode, trajectory
 
 if TYPE_CHECKING:
     import torch
@@ -71,15 +75,12 @@ class Objective:
 
     def semantic(self, latents: torch.Tensor, clip_targets: torch.Tensor) -> torch.Tensor:
         """1 - cosine between the decoded latents' CLIP embeddings and the targets, per image."""
-        from rarecli.methods.ddim import decode
 
         embedding = self.clip.encode(decode(self.loaded, latents))
         return 1.0 - (embedding * clip_targets).sum(-1)
 
     def __call__(self, seeds: torch.Tensor) -> LossTerms:
         import torch
-
-        from rarecli.methods.ddim import checkpointed, trajectory
 
         n = len(self.schedule)
         weights = semantic_weights(n)
@@ -124,9 +125,6 @@ def peak_memory(manager: Any) -> dict[str, Any]:
     if peak is not None:
         return {"kind": "cuda_max_allocated", "bytes": peak}
     try:
-        import resource
-        import sys
-
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return {"kind": "process_peak_rss", "bytes": int(rss if sys.platform == "darwin" else rss * 1024)}
     except (ImportError, OSError):

@@ -23,8 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from PIL import Image as PILImage
+from PIL import ImageOps
+
+from rarecli.backbones.clip import to_tensor
 from rarecli.errors import InputError
 from rarecli.io.hashing import file_sha256
+from rarecli.io.images import read_image_folder
+from rarecli.log import warn
+from rarecli.methods.ddim import encode_images
 
 if TYPE_CHECKING:
     import torch
@@ -46,8 +54,6 @@ class Reference:
 
 def load_references(folder: Path | None) -> list[Reference]:
     """Every readable image in `folder`; InputError when there is none (nothing else is read)."""
-    from rarecli.io.images import read_image_folder
-    from rarecli.log import warn
 
     if folder is None:
         raise InputError(
@@ -72,10 +78,6 @@ def load_references(folder: Path | None) -> list[Reference]:
 
 def fit(image: Image.Image, height: int, width: int) -> torch.Tensor:
     """Resize (bicubic, antialiased) so the image covers height x width, centre-crop; (1, 3, H, W) in [0, 1]."""
-    from PIL import Image as PILImage
-    from PIL import ImageOps
-
-    from rarecli.backbones.clip import to_tensor
 
     fitted = ImageOps.fit(image.convert("RGB"), (width, height), method=PILImage.Resampling.BICUBIC)
     return to_tensor(fitted)
@@ -85,7 +87,6 @@ def bootstrap_subsets(k: int, n: int, seed: int) -> list[list[int]]:
     """n multisets of reference indices: the first is every reference once; each further one is a
     bootstrap resample (k draws with replacement), as the paper does to get several images, drawn
     from `seed` so a run is reproducible."""
-    import numpy as np
 
     subsets = [list(range(k))]
     for i in range(1, n):
@@ -129,8 +130,6 @@ def compute_targets(
     The posterior noise comes from a CPU generator seeded with `seed`, so a run is reproducible.
     """
     import torch
-
-    from rarecli.methods.ddim import encode_images
 
     f = loaded.pipe.vae_scale_factor
     height, width = latent_hw[0] * f, latent_hw[1] * f
