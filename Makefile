@@ -36,8 +36,10 @@ demo:
 test:
 	$(BIN)/python -m pytest -q -x -p no:cacheprovider
 
+# ruff, then the layer contract in pyproject.toml ([tool.importlinter]): an upward import fails here.
 lint:
-	$(BIN)/ruff check rarecli tests
+	$(BIN)/ruff check rarecli tests benchmarks
+	$(BIN)/lint-imports
 
 # Every benchmarks/perf_*.py takes --out FILE.json; each writes out/bench/<its name>.json.
 bench-perf:

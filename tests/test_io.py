@@ -141,7 +141,8 @@ def test_pickled_and_foreign_seed_files_are_rejected(tmp_path):
 
 
 def test_side_by_side_puts_one_folder_per_row_enlarged_and_captioned(tmp_path, capsys):
-    from rarecli.toyworld.side_by_side import MIN_SIDE, enlarge, main, side_by_side
+    from rarecli.toyworld.__main__ import main
+    from rarecli.toyworld.side_by_side import MIN_SIDE, enlarge, side_by_side
 
     colours = {"plain": [(255, 0, 0), (0, 255, 0), (0, 0, 255)], "tuned": [(9, 9, 9)]}
     for name, values in colours.items():
@@ -161,9 +162,9 @@ def test_side_by_side_puts_one_folder_per_row_enlarged_and_captioned(tmp_path, c
     assert pixel == (255, 0, 0)  # the first image, upper-left, enlarged with nearest-neighbour
 
     out = tmp_path / "cmp.png"
-    assert main([str(out), str(tmp_path / "plain"), str(tmp_path / "tuned")]) == 0
+    assert main(["side-by-side", str(out), str(tmp_path / "plain"), str(tmp_path / "tuned")]) == 0
     assert capsys.readouterr().out.strip() == str(out)
-    assert main([str(out), str(tmp_path / "plain")]) == 1  # never overwritten
+    assert main(["side-by-side", str(out), str(tmp_path / "plain")]) == 1  # never overwritten
     (tmp_path / "empty").mkdir()
-    assert main([str(tmp_path / "other.png"), str(tmp_path / "empty")]) == 1
+    assert main(["side-by-side", str(tmp_path / "other.png"), str(tmp_path / "empty")]) == 1
     assert "no PNG in" in capsys.readouterr().err and not (tmp_path / "other.png").exists()

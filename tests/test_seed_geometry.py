@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from rarecli.errors import InputError
-from rarecli.seeds import nao
+from rarecli.seeds import nao, newton
 from rarecli.seeds.centroid import centroid, centroid_objective, nao_centroid
 from rarecli.seeds.paths import (
     interpolate,
@@ -69,24 +69,24 @@ def test_analytic_gradient_and_hessian_match_autograd(smooth):
     def f(x):
         return nao.path_cost(x, 64, eps, smooth=smooth).sum()
 
-    value, grad, (diag, off) = nao.path_derivatives(points.numpy(), 64, eps.numpy(), smooth=smooth)
+    value, grad, (diag, off) = newton.path_derivatives(points.numpy(), 64, eps.numpy(), smooth=smooth)
     x = points.clone().requires_grad_(True)
     f(x).backward()
     hess = torch.autograd.functional.hessian(f, points)
     dense_ref = torch.stack([hess[i, :, :, i].reshape(18, 18) for i in range(2)]).numpy()
     assert value == pytest.approx(float(f(points)), rel=1e-13)
     np.testing.assert_allclose(grad, x.grad.numpy(), atol=1e-10)
-    np.testing.assert_allclose(nao.dense_hessian(diag, off), dense_ref, atol=1e-9)
+    np.testing.assert_allclose(newton.dense_hessian(diag, off), dense_ref, atol=1e-9)
 
 
 def test_newton_step_with_shared_centroid_matches_dense_solve(monkeypatch):
     """The block elimination + Schur complement solves the same system as a dense solve of the full
     Hessian (autograd) of the centroid objective, and refuses an indefinite one."""
-    monkeypatch.setattr(nao, "_DENSE_MAX", 0)  # force the block-tridiagonal path
+    monkeypatch.setattr(newton, "_DENSE_MAX", 0)  # force the block-tridiagonal path
     rng = np.random.default_rng(0)
     k, dim, n, d = 3, 3, 7, 64
     starts = 8 * rng.standard_normal((k, dim))
-    problem = nao._Polylines(starts, None, n, d, np.full(k, 2.0))
+    problem = newton._Polylines(starts, None, n, d, np.full(k, 2.0))
     x = np.concatenate([8 * rng.standard_normal(k * (n - 2) * dim), 8 * rng.standard_normal(dim)])
     split = k * (n - 2) * dim
 

@@ -58,7 +58,7 @@ def save_numbered_png(
     folder: Path,
     image: Image.Image,
     *,
-    seed: int,
+    seed: int | str,
     method: str,
     prompt: str,
     parameters: str,

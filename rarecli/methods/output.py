@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rarecli.io.atomic import write_new, write_text_new
-from rarecli.io.images import a1111_parameters, png_bytes
-from rarecli.io.naming import write_numbered
+from rarecli.io.atomic import write_text_new
+from rarecli.io.images import a1111_parameters, save_numbered_png, save_png
 from rarecli.seeds.files import save_seed
 
 if TYPE_CHECKING:
@@ -84,17 +83,17 @@ def write_generated(
     if (folder is None) == (path is None):
         raise ValueError("give exactly one of folder= and path=")
     chunk = provenance.rare_chunk()
-    data = png_bytes(image, provenance.parameters(), chunk)
     if path is not None:
-        png = write_new(Path(path), lambda fh: fh.write(data))
+        png = save_png(Path(path), image, provenance.parameters(), chunk)
     else:
-        png = write_numbered(
+        png = save_numbered_png(
             Path(folder),
-            provenance.seed if provenance.seed is not None else 0,
-            name_method or provenance.method or provenance.command,
-            provenance.prompt or provenance.command,
-            ".png",
-            lambda p: write_new(p, lambda fh: fh.write(data)),
+            image,
+            seed=provenance.seed if provenance.seed is not None else 0,
+            method=name_method or provenance.method or provenance.command,
+            prompt=provenance.prompt or provenance.command,
+            parameters=provenance.parameters(),
+            rare=chunk,
         )
     written = Written(png)
     if seed_tensor is not None:

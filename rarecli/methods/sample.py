@@ -16,6 +16,7 @@ from rarecli.errors import InputError
 from rarecli.log import progress
 from rarecli.methods.output import Provenance, settings_text
 from rarecli.methods.protocol import Generated, MethodContext, Request
+from rarecli.runtime.device import DeviceManager
 from rarecli.seeds.noise import noise_from_seed
 
 if TYPE_CHECKING:
@@ -128,3 +129,29 @@ class _PreparedPlain:
                     )
                     yield Generated(start + j, seed, image, provenance, seed_tensor=noises[j])
                     bar.advance()
+
+
+@dataclass
+class Renderer:
+    """Plain sampling of given seed tensors with one prompt (`rare interpolate/centroid --render`)."""
+
+    loaded: LoadedPipeline
+
+    @classmethod
+    def load(cls, model: str, revision: str | None, manager: DeviceManager) -> Renderer:
+        return cls(load_pipeline(model, manager, revision, families=pipelines_for("sd"), purpose="--render"))
+
+    def guidance(self, guidance: float | None) -> float:
+        return family_of(self.loaded.family).guidance if guidance is None else guidance
+
+    @property
+    def sampler(self) -> str:
+        return sampler_label(self.loaded.pipe.scheduler)
+
+    def render(self, prompt: str, seeds: list[torch.Tensor], steps: int, guidance: float | None) -> list[Image.Image]:
+        images = []
+        with progress("rendering", total=len(seeds)) as bar:
+            for seed in seeds:
+                images.append(sample(self.loaded, prompt, seed, steps=steps, guidance=guidance))
+                bar.advance()
+        return images

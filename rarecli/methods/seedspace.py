@@ -15,15 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rarecli.backbones.families import family_of, pipelines_for, sampler_label
-from rarecli.backbones.loading import LoadedPipeline, latent_shape, load_pipeline
+from rarecli.backbones.loading import latent_shape
 from rarecli.errors import InputError
 from rarecli.io.atomic import write_new
 from rarecli.io.grid import make_grid
 from rarecli.io.naming import slugify, write_numbered
-from rarecli.log import info, progress
+from rarecli.log import info
 from rarecli.methods.output import Provenance, settings_text, write_generated
-from rarecli.methods.sample import sample
+from rarecli.methods.sample import Renderer
 from rarecli.runtime.device import DeviceManager
 from rarecli.seeds.centroid import CENTROID_METHODS
 from rarecli.seeds.centroid import centroid as centroid_of
@@ -120,18 +119,10 @@ def _check_prompt(render: RenderOptions | None) -> None:
         raise InputError("the --render prompt is empty")
 
 
-def _load_for_render(config: InterpolateConfig | CentroidConfig, manager: DeviceManager) -> LoadedPipeline:
-    return load_pipeline(config.model, manager, config.revision, families=pipelines_for("sd"), purpose="--render")
-
-
-def _render_all(loaded: LoadedPipeline, render: RenderOptions, seeds: list[torch.Tensor]) -> list[Image.Image]:
-
-    images = []
-    with progress("rendering", total=len(seeds)) as bar:
-        for seed in seeds:
-            images.append(sample(loaded, render.prompt, seed, steps=render.steps, guidance=render.guidance))
-            bar.advance()
-    return images
+def _render(renderer: Renderer | None, render: RenderOptions | None, seeds: list[torch.Tensor]):
+    if renderer is None or render is None:
+        return None
+    return renderer.render(render.prompt, seeds, render.steps, render.guidance)
 
 
 def _write(
@@ -145,36 +136,35 @@ def _write(
     images: list[Image.Image] | None,
     captions: list[str],
     grid_meta: dict[str, Any],
-    loaded: LoadedPipeline | None,
+    renderer: Renderer | None,
 ) -> tuple[list[Path], Path | None]:
 
     slug = render.prompt if render is not None else kind
     blobs = [seed_bytes(tensor, meta) for tensor, meta in zip(seeds, metas, strict=True)]
     grid = None
-    if render is not None and images is not None and loaded is not None:
+    if render is not None and images is not None and renderer is not None:
         grid = make_grid(images, labels=captions)
     paths = [
         write_numbered(folder, label, method, slug, ".safetensors", lambda p, data=data: _write_bytes(p, data))
         for data in blobs
     ]
     grid_path = None
-    if grid is not None and render is not None and loaded is not None:
-        guidance = family_of(loaded.family).guidance if render.guidance is None else render.guidance
-        sampler = sampler_label(loaded.pipe.scheduler)
+    if grid is not None and render is not None and renderer is not None:
+        guidance = renderer.guidance(render.guidance)
         described = {k: v for k, v in grid_meta.items() if k not in ("command", "method", "hyper")}
         provenance = Provenance(
             command=grid_meta["command"],
             method=method,
             prompt=render.prompt,
             seed=label,
-            model=loaded.ref.to_meta(),
+            model=renderer.loaded.ref.to_meta(),
             hyper=grid_meta["hyper"],
             extra={
                 **described,
                 "seed_files": [str(p) for p in paths],
                 "render": {"steps": render.steps, "guidance": guidance},
             },
-            settings=settings_text(sampler, render.steps, guidance, label, loaded.ref.name),
+            settings=settings_text(renderer.sampler, render.steps, guidance, label, renderer.loaded.ref.name),
         )
         grid_path = write_generated(grid, provenance, folder=folder, name_method=f"{method}-strip").image
     return paths, grid_path
@@ -197,14 +187,14 @@ def interpolate(config: InterpolateConfig, manager: DeviceManager) -> GeometryRe
         raise InputError(f"--points must be at least 3 (got {config.n_points})")
     _check_prompt(config.render)
     (a, b), sources = _read_seeds([config.a, config.b], config.model, config.revision, config.render is not None)
-    loaded = _load_for_render(config, manager) if config.render is not None else None
+    renderer = Renderer.load(config.model, config.revision, manager) if config.render is not None else None
 
     start = time.perf_counter()
     seeds, positions = interpolate_seeds(a, b, config.steps, config.method, n_points=config.n_points)
     info(f"{config.method} path of {config.steps} seeds in {time.perf_counter() - start:.2f} s")
     seeds_list = [s.to(torch.float32) for s in seeds.unbind(0)]
     ts = [round(float(t), 6) for t in positions]
-    images = _render_all(loaded, config.render, seeds_list) if loaded is not None and config.render else None
+    images = _render(renderer, config.render, seeds_list)
 
     hyper = {"steps": config.steps, **({"n_points": config.n_points} if config.method == "nao" else {})}
     metas = [
@@ -230,7 +220,7 @@ def interpolate(config: InterpolateConfig, manager: DeviceManager) -> GeometryRe
         images,
         [f"t={t:.2f}" for t in ts],
         {"command": "interpolate", "method": config.method, "sources": sources, "t": ts, "hyper": hyper},
-        loaded,
+        renderer,
     )
     return GeometryResult("interpolate", config.method, sources, paths, ts, grid)
 
@@ -247,12 +237,12 @@ def centroid(config: CentroidConfig, manager: DeviceManager) -> GeometryResult:
         raise InputError(f"--points must be at least 3 (got {config.n_points})")
     _check_prompt(config.render)
     tensors, sources = _read_seeds(config.seeds, config.model, config.revision, config.render is not None)
-    loaded = _load_for_render(config, manager) if config.render is not None else None
+    renderer = Renderer.load(config.model, config.revision, manager) if config.render is not None else None
 
     start = time.perf_counter()
     c = centroid_of(tensors, config.method, n_points=config.n_points).to(torch.float32)
     info(f"{config.method} centroid of {len(tensors)} seeds in {time.perf_counter() - start:.2f} s")
-    images = _render_all(loaded, config.render, [*tensors, c]) if loaded is not None and config.render else None
+    images = _render(renderer, config.render, [*tensors, c])
 
     hyper = {"n_points": config.n_points} if config.method == "nao" else {}
     meta = {"command": "centroid", "method": config.method, "sources": sources, "hyper": hyper}
@@ -268,6 +258,6 @@ def centroid(config: CentroidConfig, manager: DeviceManager) -> GeometryResult:
         images,
         captions,
         meta,
-        loaded,
+        renderer,
     )
     return GeometryResult("centroid", config.method, sources, paths, None, grid)

@@ -3,23 +3,114 @@
 - `build`: train the world from scikit-learn's digits (`make toy-world`);
 - `evaluate`: measure plain sampling, SeedSelect, NAO-SeedSelect and R2F on it (`make eval-toy`);
 - `side-by-side`: one picture of several output folders, a row each (`make demo`).
+
+This module parses arguments and calls the library; stdout gets the paths written.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from pathlib import Path
 
-from rarecli.toyworld import build, evaluate, side_by_side
+from rarecli.errors import InputError
+from rarecli.toyworld import WEIGHTS_DIR
+from rarecli.toyworld.build import build
+from rarecli.toyworld.evaluate import OPTIMISERS, EvalRun, run_evaluation
+from rarecli.toyworld.hyper import ToyHyper
+from rarecli.toyworld.side_by_side import compare
+from rarecli.toyworld.train import say
 
-TOOLS = {"build": build.main, "evaluate": evaluate.main, "side-by-side": side_by_side.main}
+
+def _digits(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rarecli.toyworld", description=__doc__.splitlines()[0])
+    tools = parser.add_subparsers(dest="tool", required=True)
+
+    b = tools.add_parser("build", help="train the toy world (make toy-world)")
+    b.add_argument("--out", type=Path, default=WEIGHTS_DIR)
+    b.add_argument("--unet-steps", type=int, default=None)
+    b.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (quick runs)")
+    b.add_argument("--threads", type=int, default=1)
+
+    e = tools.add_parser("evaluate", help="measure the methods on the toy world (make eval-toy)")
+    e.add_argument("--out", type=Path, default=Path("out/toy-eval"))
+    e.add_argument("--world", type=Path, default=None, help="a folder written by the build (default: packaged)")
+    e.add_argument("--seeds", type=int, default=20)
+    e.add_argument("--steps", type=int, default=20, help="denoising steps, also SeedSelect's inner steps")
+    e.add_argument("--guidance", type=float, default=7.5)
+    e.add_argument(
+        "--methods",
+        default=",".join(OPTIMISERS),
+        help="comma-separated optimisers to run besides plain sampling (seedselect, nao-seedselect; '' for none)",
+    )
+    e.add_argument("--digits", default=None, help="comma-separated digits (default: all ten)")
+    e.add_argument("--seedselect-iters", type=int, default=None, help="default: the CLI's (30)")
+    e.add_argument("--nao-iters", type=int, default=None, help="default: the CLI's (5)")
+    e.add_argument(
+        "--r2f-levels",
+        default="1,2,3,4,5",
+        help="R2F visual-detail levels to run (rare prompt guided early by a toy-clip-chosen frequent digit; '' for none)",
+    )
+    e.add_argument("--threads", type=int, default=1)
+
+    s = tools.add_parser("side-by-side", help="compare output folders in one picture, a row each")
+    s.add_argument("out", type=Path, help="the PNG to write (never overwritten)")
+    s.add_argument("folders", type=Path, nargs="+", help="folders of PNGs, one row each, in this order")
+    s.add_argument("--max-per-row", type=int, default=None)
+    s.add_argument(
+        "--toy-judge", action="store_true", help="caption each image with the digit the toy world's judge sees in it"
+    )
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] not in TOOLS:
-        print(__doc__.strip(), file=sys.stderr)
-        return 0 if args and args[0] in ("-h", "--help") else 2
-    return TOOLS[args[0]](args[1:])
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.tool == "build":
+        hp = ToyHyper(threads=args.threads)
+        for part in (hp.judge, hp.clip, hp.vae, hp.unet):
+            part.steps = max(10, int(part.steps * args.scale))
+        if args.unet_steps is not None:
+            hp.unet.steps = args.unet_steps
+        manifest = build(args.out, hp)
+        say(f"built in {manifest['seconds']['total']} s")
+        print(args.out)
+        return 0
+    if args.tool == "evaluate":
+        run = EvalRun(
+            out=args.out,
+            world=args.world,
+            seeds=args.seeds,
+            steps=args.steps,
+            guidance=args.guidance,
+            methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+            digits=_digits(args.digits) if args.digits else None,
+            seedselect_iters=args.seedselect_iters,
+            nao_iters=args.nao_iters,
+            r2f_levels=_digits(args.r2f_levels),
+            threads=args.threads,
+        )
+        try:
+            paths = run_evaluation(run)
+        except ValueError as exc:
+            parser.error(str(exc))
+        for path in paths:
+            print(path)
+        return 0
+    try:
+        path = compare(args.out, args.folders, args.max_per_row, args.toy_judge)
+    except InputError as exc:
+        print(f"Error: {exc.message}" + (f"\nHint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
+        return 1
+    except FileExistsError:
+        print(f"Error: {args.out} exists (never overwritten)\nHint: remove it or pick another name", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ The whole build is written to a temporary folder and swapped into place at the e
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ from typing import Any
 from rarecli.backbones.tokenizers import clip_tokenizer
 from rarecli.io.hashing import file_sha256
 from rarecli.runtime.quiet import quiet_libraries
-from rarecli.toyworld import CLIP_PREPROCESS, DIGIT_WORDS, WEIGHTS_DIR, data, prompt_for
+from rarecli.toyworld import CLIP_PREPROCESS, DIGIT_WORDS, data, prompt_for
 from rarecli.toyworld.data import to_pil
 from rarecli.toyworld.hyper import CLIP_TEMPLATES, ToyHyper
 from rarecli.toyworld.judge import JudgeConfig, save_judge
@@ -159,21 +158,3 @@ def write_world(out: Path, hp: ToyHyper, split, images, tokenizer, parts: dict[s
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build the toy-digits world (make toy-world).")
-    parser.add_argument("--out", type=Path, default=WEIGHTS_DIR)
-    parser.add_argument("--unet-steps", type=int, default=None)
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (quick runs)")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    hp = ToyHyper(threads=args.threads)
-    for part in (hp.judge, hp.clip, hp.vae, hp.unet):
-        part.steps = max(10, int(part.steps * args.scale))
-    if args.unet_steps is not None:
-        hp.unet.steps = args.unet_steps
-    manifest = build(args.out, hp)
-    say(f"built in {manifest['seconds']['total']} s")
-    print(args.out)
-    return 0

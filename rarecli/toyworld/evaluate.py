@@ -15,7 +15,6 @@ only (their reference folders).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -38,7 +37,7 @@ from rarecli.toyworld.world import COPY_PERCENTILE, ToyWorld, load_world
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["EvalConfig", "MethodOutput", "evaluate", "load_world", "main", "write"]
+__all__ = ["EvalConfig", "EvalRun", "MethodOutput", "evaluate", "load_world", "run_evaluation", "write"]
 
 
 @dataclass
@@ -162,50 +161,43 @@ def write(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
 OPTIMISERS = ("seedselect", "nao-seedselect")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Evaluate plain sampling, SeedSelect and NAO-SeedSelect on the toy-digits world (make eval-toy)."
-    )
-    parser.add_argument("--out", type=Path, default=Path("out/toy-eval"))
-    parser.add_argument("--world", type=Path, default=None, help="a folder written by the build (default: packaged)")
-    parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=20, help="denoising steps, also SeedSelect's inner steps")
-    parser.add_argument("--guidance", type=float, default=7.5)
-    parser.add_argument(
-        "--methods",
-        default=",".join(OPTIMISERS),
-        help="comma-separated optimisers to run besides plain sampling (seedselect, nao-seedselect; '' for none)",
-    )
-    parser.add_argument("--digits", default=None, help="comma-separated digits (default: all ten)")
-    parser.add_argument("--seedselect-iters", type=int, default=None, help="default: the CLI's (30)")
-    parser.add_argument("--nao-iters", type=int, default=None, help="default: the CLI's (5)")
-    parser.add_argument(
-        "--r2f-levels",
-        default="1,2,3,4,5",
-        help="R2F visual-detail levels to run (rare prompt guided early by a toy-clip-chosen frequent digit; '' for none)",
-    )
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    levels = [int(x) for x in args.r2f_levels.split(",") if x.strip()]
-    if any(not 0 <= level <= 5 for level in levels):
-        parser.error("--r2f-levels takes levels 0..5")
-    names = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = sorted(set(names) - set(OPTIMISERS))
-    if unknown:
-        parser.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(OPTIMISERS)}")
+@dataclass
+class EvalRun:
+    """What `make eval-toy` runs (python -m rarecli.toyworld evaluate)."""
+
+    out: Path = Path("out/toy-eval")
+    world: Path | None = None  # a folder written by the build (default: the packaged world)
+    seeds: int = 20
+    steps: int = 20  # denoising steps, also SeedSelect's inner steps
+    guidance: float = 7.5
+    methods: tuple[str, ...] = OPTIMISERS
+    digits: tuple[int, ...] | None = None
+    seedselect_iters: int | None = None  # None: the CLI's (30)
+    nao_iters: int | None = None  # None: the CLI's (5)
+    r2f_levels: tuple[int, ...] = (1, 2, 3, 4, 5)
+    threads: int = 1
+
+
+def run_evaluation(run: EvalRun) -> tuple[Path, Path]:
+    """Evaluate plain sampling and the chosen methods, and write `<out>/toy-eval.json` and its picture."""
     import torch
 
-    torch.set_num_threads(args.threads)
-    world = load_world(DeviceManager("cpu", "fp32"), args.world)
-    iters = {"seedselect": args.seedselect_iters, "nao-seedselect": args.nao_iters}
+    unknown = sorted(set(run.methods) - set(OPTIMISERS))
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(OPTIMISERS)}")
+    if any(not 0 <= level <= 5 for level in run.r2f_levels):
+        raise ValueError("R2F levels are 0..5")
+    torch.set_num_threads(run.threads)
+    world = load_world(DeviceManager("cpu", "fp32"), run.world)
+    iters = {"seedselect": run.seedselect_iters, "nao-seedselect": run.nao_iters}
     methods: dict[str, Method] = {
-        name: SeedSelectMethod(world, name, inner_steps=args.steps, iters=iters[name]) for name in names
+        name: SeedSelectMethod(world, name, inner_steps=run.steps, iters=iters[name]) for name in run.methods
     }
+    levels = list(run.r2f_levels)
     stand_ins = clip_stand_ins(world) if levels else {}
     for level in levels:
-        methods[f"r2f-l{level}"] = R2FMethod(world, level, stand_ins, args.steps, args.guidance)
-    digits = tuple(int(d) for d in args.digits.split(",")) if args.digits else None
-    config = EvalConfig(seeds=args.seeds, steps=args.steps, guidance=args.guidance, digits=digits)
+        methods[f"r2f-l{level}"] = R2FMethod(world, level, stand_ins, run.steps, run.guidance)
+    config = EvalConfig(seeds=run.seeds, steps=run.steps, guidance=run.guidance, digits=run.digits)
     report = evaluate(world, methods, config, progress=lambda m: print(m, file=sys.stderr, flush=True))
     if len(levels) > 1:  # one picture row for R2F: its best level on the rare digits
         ranked = sorted(levels, key=lambda lv: report["methods"][f"r2f-l{lv}"].get("rare", {}).get("accuracy", 0))
@@ -217,6 +209,4 @@ def main(argv: list[str] | None = None) -> int:
             "chosen_by": "nearest toy-clip text embedding among the frequent digits' prompts",
             "schedules": {name: methods[name].schedules for name in methods if name.startswith("r2f-")},
         }
-    for path in write(report, args.out):
-        print(path)
-    return 0
+    return write(report, run.out)

@@ -10,8 +10,6 @@ resampling, so pixels stay pixels. Prints the path of the picture on stdout; ref
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,32 +62,16 @@ def side_by_side(
     return make_grid(images, cols=cols, labels=labels)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Compare methods' output folders in one picture, a row each.")
-    parser.add_argument("out", type=Path, help="the PNG to write (never overwritten)")
-    parser.add_argument("folders", type=Path, nargs="+", help="folders of PNGs, one row each, in this order")
-    parser.add_argument("--max-per-row", type=int, default=None)
-    parser.add_argument(
-        "--toy-judge", action="store_true", help="caption each image with the digit the toy world's judge sees in it"
-    )
-    args = parser.parse_args(argv)
-
-    rows = [str(f) for f in args.folders]
+def compare(out: Path, folders: Sequence[Path], max_per_row: int | None = None, toy_judge: bool = False) -> Path:
+    """Write the comparison picture to `out` (FileExistsError if it exists); `toy_judge` captions each
+    image with the digit the toy world's judge sees in it."""
     caption = None
-    if args.toy_judge:
+    if toy_judge:
         judge = load_judge()
 
         def caption(name: str, image: Image.Image) -> str:
             return f"{name}: {DIGIT_WORDS[int(judge.predict([image])[0])]}"
 
-    try:
-        picture = side_by_side(args.folders, args.max_per_row, caption)
-        path = write_generated(picture, Provenance("side-by-side", extra={"rows": rows}), path=args.out).image
-    except InputError as exc:
-        print(f"Error: {exc.message}" + (f"\nHint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
-        return 1
-    except FileExistsError:
-        print(f"Error: {args.out} exists (never overwritten)\nHint: remove it or pick another name", file=sys.stderr)
-        return 1
-    print(path)
-    return 0
+    picture = side_by_side(folders, max_per_row, caption)
+    provenance = Provenance("side-by-side", extra={"rows": [str(f) for f in folders]})
+    return write_generated(picture, provenance, path=out).image
