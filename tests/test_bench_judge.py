@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rarecli.bench.clip_judge import ClipScoreJudge, split_clip_spec
 from rarecli.bench.definition import load_definition
-from rarecli.bench.judges import ClipScoreJudge, GPTJudge, JudgeFailed, parse_answer, split_clip_spec
+from rarecli.bench.gpt_judge import GPTJudge, parse_answer
+from rarecli.bench.verdict import JudgeFailed
 from rarecli.errors import RareError
 from tests.bench_helpers import ChatServer, ok
 

@@ -18,6 +18,7 @@ from rarecli.toyworld import WEIGHTS_DIR
 from rarecli.toyworld.build import build
 from rarecli.toyworld.evaluate import OPTIMISERS, EvalRun, run_evaluation
 from rarecli.toyworld.hyper import ToyHyper
+from rarecli.toyworld.judge import digit_caption
 from rarecli.toyworld.side_by_side import compare
 from rarecli.toyworld.train import say
 
@@ -101,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         for path in paths:
             print(path)
         return 0
+    caption = digit_caption() if args.toy_judge else None
     try:
-        path = compare(args.out, args.folders, args.max_per_row, args.toy_judge)
+        path = compare(args.out, args.folders, args.max_per_row, caption)
     except InputError as exc:
         print(f"Error: {exc.message}" + (f"\nHint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
         return 1

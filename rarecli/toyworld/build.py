@@ -23,8 +23,9 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rarecli.backbones.tokenizers import clip_tokenizer
 from rarecli.io.hashing import file_sha256
@@ -32,7 +33,11 @@ from rarecli.runtime.quiet import quiet_libraries
 from rarecli.toyworld import CLIP_PREPROCESS, DIGIT_WORDS, data, prompt_for
 from rarecli.toyworld.data import to_pil
 from rarecli.toyworld.hyper import CLIP_TEMPLATES, ToyHyper
-from rarecli.toyworld.judge import JudgeConfig, save_judge
+from rarecli.toyworld.judge import CONFIG, WEIGHTS, JudgeConfig
+
+if TYPE_CHECKING:
+    import torch
+
 from rarecli.toyworld.train import (
     ddim_scheduler,
     say,
@@ -114,6 +119,15 @@ def build(out: Path, hp: ToyHyper) -> dict[str, Any]:
     seconds = {**timings, "total": round(time.perf_counter() - started, 1)}
     parts = {"judge": judge, "clip": clip, "preprocess": preprocess, "text_encoder": text_encoder, "vae": vae}
     return write_world(Path(out), hp, split, images, tokenizer, {**parts, "unet": unet}, metrics, seconds)
+
+
+def save_judge(module: torch.nn.Module, config: JudgeConfig, folder: Path, extra: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS), metadata={"format": "pt", "arch": config.arch})
+    (folder / CONFIG).write_text(json.dumps({**asdict(config), **extra}, indent=2) + "\n", encoding="utf-8")
 
 
 def write_world(out: Path, hp: ToyHyper, split, images, tokenizer, parts: dict[str, Any], metrics, seconds) -> dict:

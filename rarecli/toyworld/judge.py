@@ -8,14 +8,15 @@ digit probabilities.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rarecli.errors import RareError
-from rarecli.toyworld import JUDGE_DIR
+from rarecli.toyworld import DIGIT_WORDS, JUDGE_DIR
 from rarecli.toyworld.data import to_gray
 
 if TYPE_CHECKING:
@@ -77,15 +78,6 @@ class Judge:
         return self.probs(images).argmax(axis=-1)
 
 
-def save_judge(module: torch.nn.Module, config: JudgeConfig, folder: Path, extra: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS), metadata={"format": "pt", "arch": config.arch})
-    (folder / CONFIG).write_text(json.dumps({**asdict(config), **extra}, indent=2) + "\n", encoding="utf-8")
-
-
 def load_judge(folder: Path | None = None) -> Judge:
     """Load the judge from `folder` (default: the packaged one). Never unpickles."""
     from safetensors.torch import load_file
@@ -104,3 +96,13 @@ def load_judge(folder: Path | None = None) -> Judge:
     module = build_module(config)
     module.load_state_dict(load_file(str(folder / WEIGHTS)))
     return Judge(module, config)
+
+
+def digit_caption(folder: Path | None = None) -> Callable[[str, Image.Image], str]:
+    """A caption for the side-by-side picture: the folder's name and the digit the judge sees."""
+    judge = load_judge(folder)
+
+    def caption(name: str, image: Image.Image) -> str:
+        return f"{name}: {DIGIT_WORDS[int(judge.predict([image])[0])]}"
+
+    return caption

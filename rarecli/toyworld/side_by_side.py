@@ -19,8 +19,6 @@ from PIL import Image as PILImage
 from rarecli.errors import InputError
 from rarecli.io.grid import make_grid
 from rarecli.methods.output import Provenance, write_generated
-from rarecli.toyworld import DIGIT_WORDS
-from rarecli.toyworld.judge import load_judge
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -62,16 +60,13 @@ def side_by_side(
     return make_grid(images, cols=cols, labels=labels)
 
 
-def compare(out: Path, folders: Sequence[Path], max_per_row: int | None = None, toy_judge: bool = False) -> Path:
-    """Write the comparison picture to `out` (FileExistsError if it exists); `toy_judge` captions each
-    image with the digit the toy world's judge sees in it."""
-    caption = None
-    if toy_judge:
-        judge = load_judge()
-
-        def caption(name: str, image: Image.Image) -> str:
-            return f"{name}: {DIGIT_WORDS[int(judge.predict([image])[0])]}"
-
+def compare(
+    out: Path,
+    folders: Sequence[Path],
+    max_per_row: int | None = None,
+    caption: Callable[[str, Image.Image], str] | None = None,
+) -> Path:
+    """Write the comparison picture to `out` (FileExistsError if it exists)."""
     picture = side_by_side(folders, max_per_row, caption)
     provenance = Provenance("side-by-side", extra={"rows": [str(f) for f in folders]})
     return write_generated(picture, provenance, path=out).image

@@ -1,0 +1,156 @@
+"""The `gpt-4o` judge: the paper's protocol (Park et al., ICLR 2025). A vision model sees the rubric
+(rarebench/rarebench.yaml, our own words), the prompt and the image, and answers a JSON score s in 1..5
+with a short explanation; the image scores max(s - 1, 0) / 4 * 100. The model string is pinned
+(`gpt-4o-2024-05-13`), answers are cached on disk, failures are retried a bounded number of times with
+backoff, and the API key is never logged or stored (`rarecli.llm.openai_client`)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rarecli.bench.definition import JudgeSpec, image_score
+from rarecli.bench.verdict import JudgeFailed, Verdict
+from rarecli.errors import RareError
+from rarecli.io.atomic import write_text_replace
+from rarecli.llm.openai_client import OpenAIConnection, retry_delay
+from rarecli.paths import cache_dir
+
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
+
+
+def parse_answer(content: str | None) -> dict[str, Any] | None:
+    """{"score": int 1..5, "explanation": str} from the judge's reply, or None when malformed."""
+    if not content:
+        return None
+    text = _FENCE.sub("", content.strip())
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or "score" not in data:
+        return None
+    score = data["score"]
+    if isinstance(score, str) and score.strip().isdigit():
+        score = int(score.strip())
+    if isinstance(score, bool) or not isinstance(score, int | float) or float(score) != int(score):
+        return None
+    score = int(score)
+    if not 1 <= score <= 5:
+        return None
+    explanation = data.get("explanation", "")
+    if not isinstance(explanation, str):
+        return None
+    return {"score": score, "explanation": explanation.strip()}
+
+
+@dataclass
+class GPTJudge:
+    """A vision judge behind the official openai client (OpenAI, or any compatible server via base_url)."""
+
+    spec: JudgeSpec
+    model: str
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout: float = 60.0
+    retries: int = 3  # attempts = retries + 1, shared by API errors and malformed answers
+    backoff: float = 2.0  # seconds before the 1st retry, doubled each time (a server's Retry-After wins)
+    max_backoff: float = 60.0
+    cache: Path | None = None
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+
+    def __post_init__(self) -> None:
+        self._connection = OpenAIConnection.resolve(
+            self.base_url or None,
+            self.api_key,
+            missing=RareError(
+                "the gpt-4o judge needs OPENAI_API_KEY",
+                hint="export OPENAI_API_KEY=..., or score offline with --judge clipscore",
+            ),
+        )
+        self.api_key = None  # keep the key only inside the connection, never in a repr or a record
+        # Malformed answers and HTTP errors share one budget of attempts (see openai_client).
+        self._client = self._connection.client(self.timeout)
+        if self.cache is None:
+            self.cache = cache_dir() / "judge-cache"
+
+    # The cache key covers everything that decides the answer; not the key, not the process.
+    def _cache_path(self, prompt: str, image: bytes) -> Path:
+        ident = {
+            "model": self.model,
+            "rubric_sha256": self.spec.rubric_sha256,
+            "temperature": self.spec.temperature,
+            "max_tokens": self.spec.max_tokens,
+            "base_url": self.base_url or "",
+            "prompt": prompt,
+            "image_sha256": hashlib.sha256(image).hexdigest(),
+        }
+        digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode("utf-8")).hexdigest()
+        safe_model = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model)
+        return Path(self.cache) / safe_model / digest[:2] / f"{digest}.json"
+
+    def _redact(self, text: str) -> str:
+        return self._connection.redact(text)
+
+    def _delay(self, attempt: int, exc: Exception | None) -> float:
+        return retry_delay(attempt, exc, self.backoff, self.max_backoff)
+
+    def __call__(self, image_path: Path, prompt: str) -> Verdict:
+        import openai
+
+        image = Path(image_path).read_bytes()
+        cache_path = self._cache_path(prompt, image)
+        if cache_path.is_file():
+            try:
+                answer = json.loads(cache_path.read_text(encoding="utf-8"))
+                return Verdict(image_score(answer["score"]), answer, cached=True, attempts=0)
+            except (OSError, ValueError, KeyError):
+                pass  # an unreadable cache entry is asked again and replaced
+        messages = [
+            {"role": "system", "content": self.spec.rubric},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": f"Text prompt: {prompt}\nGrade the image against this prompt."},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "data:image/png;base64," + base64.b64encode(image).decode("ascii")},
+                    },
+                ],
+            },
+        ]
+        last = "no attempt made"
+        attempts = self.retries + 1
+        for attempt in range(attempts):
+            try:
+                response = self._client.chat.completions.create(
+                    model=self.model,
+                    messages=messages,
+                    temperature=self.spec.temperature,
+                    max_tokens=self.spec.max_tokens,
+                    response_format={"type": "json_object"},
+                )
+            except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as exc:
+                last = self._redact(f"{type(exc).__name__}: {exc}")
+                if attempt + 1 < attempts:
+                    self.sleep(self._delay(attempt, exc))
+                continue
+            except openai.APIStatusError as exc:
+                # 400/401/403/404...: asking again gives the same answer.
+                raise JudgeFailed(self._redact(f"{type(exc).__name__} (HTTP {exc.status_code}): {exc}")) from None
+            content = response.choices[0].message.content if response.choices else None
+            answer = parse_answer(content)
+            if answer is None:
+                last = self._redact(f"malformed judge answer: {(content or '')[:200]!r}")
+                continue
+            answer["response_model"] = getattr(response, "model", None)
+            write_text_replace(cache_path, json.dumps(answer, ensure_ascii=False, sort_keys=True))
+            return Verdict(image_score(answer["score"]), answer, attempts=attempt + 1)
+        raise JudgeFailed(f"judge gave up after {attempts} attempts: {last}")
