@@ -4,7 +4,7 @@ checks that run before anything loads."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,24 +42,6 @@ class SeedSelectConfig:
     checkpointing: bool = True
     inversion_steps: int = 50
     inversion_cache: bool = True
-
-
-@dataclass
-class SeedSelectResult:
-    images: list[Path]
-    seeds: list[Path]
-    runs: list[Path] = field(default_factory=list)
-    losses: list[dict[str, Any]] = field(default_factory=list)
-    interrupted: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "images": [str(p) for p in self.images],
-            "seeds": [str(p) for p in self.seeds],
-            "runs": [str(p) for p in self.runs],
-            "losses": self.losses,
-            "interrupted": self.interrupted,
-        }
 
 
 def clean_prompt(prompt: str) -> str:

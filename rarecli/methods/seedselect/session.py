@@ -160,7 +160,7 @@ class Session:
         on_iteration: Callable[[int, Any, float], None] | None = None,
         snapshot_at: Collection[int] = (),
     ) -> OptimResult:
-        """Optimise one batch of plans together, in memory (the seeds are independent: see seedopt)."""
+        """Optimise one batch of plans together, in memory (the seeds are independent: see objective)."""
         import torch
 
         device = self.loaded.manager.device
