@@ -26,6 +26,30 @@ OWN_PROMPTS = {
 }
 
 
+def own_definition(
+    tmp_path: Path, checksums: dict[str, str | None], commit: str | None = "c0ffee", prompts_dir: str = "", **pins
+) -> Path:
+    """A definition like the packaged one, pinning our own prompt set (by file name: normalised SHA-256).
+    `prompts_dir` is where a mirror holds them ("": at its top); `pins` replaces top-level sections
+    (e.g. paper_judge=...) or, with `authors_plans={file: {file, sha256}}`, each category's plans."""
+    import yaml
+
+    from rarecli.bench.definition import load_definition
+
+    packaged = yaml.safe_load(load_definition().path.read_text(encoding="utf-8"))
+    packaged["source"]["commit"] = commit
+    packaged["source"]["prompts_dir"] = prompts_dir
+    plans = pins.pop("authors_plans", None)
+    for c in packaged["categories"]:
+        c["sha256"] = checksums.get(c["file"])
+        if plans is not None:
+            c["authors_plans"] = plans.get(c["file"])
+    packaged.update(pins)
+    path = tmp_path / "definition.yaml"
+    path.write_text(yaml.safe_dump(packaged, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def write_prompts(folder: Path, files: dict[str, list[str]] | None = None, newline: str = "\n") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, prompts in (files or OWN_PROMPTS).items():

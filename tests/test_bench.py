@@ -396,8 +396,11 @@ def test_report_merges_compares_plots_and_shows_anchors(reference, tmp_path, cap
     merged = doc["runs"][1]
     assert merged["categories"]["M-and"]["missing"] == 1 and not merged["complete"]
     assert json.loads((other / "summary.json").read_text()) == merged  # written from the item files
-    assert doc["anchors"]["SD3"]["S-property"] == 49.4
-    assert doc["anchors"]["R2F (SD3, GPT-4o)"]["overall"] == pytest.approx(75.725)
+    assert doc["anchors"]["SD3-medium"]["S-property"] == 49.38
+    assert doc["anchors"]["R2F-SD3 (GPT-4 plans)"]["overall"] == pytest.approx(75.705)
+    assert doc["anchors"]["SDXL"] == {"overall": 51.95} and "overall" not in doc["anchors"]["R2F+ (SD3)"]
+    # These runs are judged by CLIPScore: the report says they are not on the paper's scale.
+    assert [w.split(" was judged with ")[1].split(",")[0] for w in doc["anchor_warnings"]] == ["clipscore"] * 2
     from PIL import Image
 
     with Image.open(plot) as im:
@@ -406,7 +409,9 @@ def test_report_merges_compares_plots_and_shows_anchors(reference, tmp_path, cap
     assert run(["bench", "report", str(reference), "--anchors"]) == 0
     out = capsys.readouterr()
     assert out.out.strip() == str(reference / "summary.json")
-    assert "paper: SD3" in out.err and "49.4" in out.err and "S-property" in out.err and "overall" in out.err
+    err = " ".join(out.err.replace("│", " ").split())  # table cells wrap at 80 columns
+    assert "SD3-medium" in err and "49.4" in err and "S-property" in err and "overall" in err
+    assert "paper, partial rows: SDXL: overall 52.0" in err and "judged with clipscore" in err
     assert run(["bench", "report", str(reference), "--plot", str(plot)]) == 1
     assert "never overwrites" in capsys.readouterr().err
 

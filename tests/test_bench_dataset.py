@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import pytest
-import yaml
 
 from rarecli.bench.dataset import fetch, load_prompts, normalise, read_local, sha256_text
 from rarecli.bench.definition import image_score, load_definition
 from rarecli.errors import InputError, RareError
-from tests.bench_helpers import OWN_PROMPTS, FileServer, write_prompts
+from tests.bench_helpers import OWN_PROMPTS, FileServer, own_definition, write_prompts
 
 PROPERTY = "rarebench_single_1property.txt"
 AND = "rarebench_multi_1and.txt"
@@ -26,22 +24,11 @@ def cache(tmp_path, monkeypatch):
     return folder
 
 
-def _definition(tmp_path: Path, checksums: dict[str, str | None], commit: str | None = "c0ffee") -> Path:
-    """A definition like the packaged one, pinning our own prompt set."""
-    packaged = yaml.safe_load(load_definition().path.read_text(encoding="utf-8"))
-    packaged["source"]["commit"] = commit
-    for c in packaged["categories"]:
-        c["sha256"] = checksums.get(c["file"])
-    path = tmp_path / "definition.yaml"
-    path.write_text(yaml.safe_dump(packaged, sort_keys=False), encoding="utf-8")
-    return path
-
-
 def _own_checksum(name: str) -> str:
     return sha256_text(normalise("\n".join(OWN_PROMPTS[name]) + "\n"))
 
 
-def test_the_checkout_reads_the_one_copy_of_the_definition():
+def test_the_checkout_reads_the_one_copy_of_theown_definition():
     """An editable install reads rarebench/rarebench.yaml; nothing in the package duplicates it (the
     wheel build copies it in: test_packaging checks a real wheel)."""
     from rarecli.bench import definition
@@ -67,8 +54,15 @@ def test_packaged_definition_is_complete_and_holds_no_prompt_text():
     assert d.categories[0].file == PROPERTY and d.categories[-1].file == "rarebench_multi_3complex.txt"
     assert d.judge.model == "gpt-4o-2024-05-13"
     assert "score" in d.judge.rubric and "JSON" in d.judge.rubric
-    assert d.anchors["SD3"]["S-property"] == 49.4 and d.anchors["R2F (SD3, GPT-4o)"]["M-complex"] == 73.8
-    assert all(len(row) == 8 for row in d.anchors.values())
+    # The published values, exactly (eval/result/avg_scores_0to4_by_gpt4o.json at the pin).
+    assert d.anchors["SD3-medium"]["S-property"] == 49.38 and d.anchors["R2F-SD3 (GPT-4 plans)"]["M-complex"] == 73.75
+    full = [name for name, row in d.anchors.items() if len(row) == 8]
+    assert full == ["SD3-medium", "R2F-SD3 (GPT-4 plans)", "R2F-SD3 (LLaMA-3.1-8B plans)", "FLUX.1-schnell"]
+    assert d.anchors["SDXL"] == {"overall": 51.95} and set(d.anchors["R2F+ (SD3)"]) == {"M-and", "M-relation", "M-complex"}
+    # Pinned: the commit, every prompt file's normalised digest and every frozen plan file's raw one.
+    assert d.commit == "834f459aa9ae90a7b653abc4bf0ad8a230056bc1"
+    assert all(c.sha256 and len(c.sha256) == 64 and c.authors_plans and len(c.authors_plans.sha256) == 64 for c in d.categories)
+    assert d.paper_judge is not None and d.paper_judge.max_tokens == 4096 and d.paper_judge.scale == (0, 5)
     assert "github.com/krafton-ai/Rare-to-Frequent" in d.repository
     # No prompt file of the benchmark is shipped anywhere beside the definition.
     assert sorted(p.name for p in d.path.parent.iterdir()) == ["rarebench.yaml"]
@@ -89,7 +83,7 @@ def test_normalisation_ignores_line_endings_trailing_space_and_blank_lines():
 
 def test_download_verifies_caches_and_then_reads_the_cache(tmp_path, cache, monkeypatch):
     served = write_prompts(tmp_path / "served", newline="\r\n")  # CRLF upstream: same checksum
-    definition = load_definition(_definition(tmp_path, {PROPERTY: _own_checksum(PROPERTY)}))
+    definition = load_definition(own_definition(tmp_path, {PROPERTY: _own_checksum(PROPERTY)}))
     server = FileServer(served)
     with server.running() as url:
         monkeypatch.setenv("RARE_RAREBENCH_URL", url + "/{commit}/prompts")
@@ -107,7 +101,7 @@ def test_download_verifies_caches_and_then_reads_the_cache(tmp_path, cache, monk
 def test_checksum_mismatch_is_an_error_and_nothing_is_cached(tmp_path, cache, monkeypatch):
     served = write_prompts(tmp_path / "served")
     (served / PROPERTY).write_text("a frog with fur\na tampered line\n", encoding="utf-8")
-    definition = load_definition(_definition(tmp_path, {PROPERTY: _own_checksum(PROPERTY)}))
+    definition = load_definition(own_definition(tmp_path, {PROPERTY: _own_checksum(PROPERTY)}))
     with FileServer(served).running() as url:
         monkeypatch.setenv("RARE_RAREBENCH_URL", url)
         with pytest.raises(RareError, match="checksum mismatch for rarebench_single_1property.txt") as info:
@@ -118,7 +112,7 @@ def test_checksum_mismatch_is_an_error_and_nothing_is_cached(tmp_path, cache, mo
 
 def test_a_corrupted_cache_file_is_downloaded_again(tmp_path, cache, monkeypatch):
     served = write_prompts(tmp_path / "served")
-    definition = load_definition(_definition(tmp_path, {PROPERTY: _own_checksum(PROPERTY)}))
+    definition = load_definition(own_definition(tmp_path, {PROPERTY: _own_checksum(PROPERTY)}))
     cached = cache / "rarebench" / "c0ffee" / PROPERTY
     cached.parent.mkdir(parents=True)
     cached.write_text("a frog with fur\n", encoding="utf-8")  # truncated
@@ -131,7 +125,7 @@ def test_a_corrupted_cache_file_is_downloaded_again(tmp_path, cache, monkeypatch
 
 
 def test_missing_upstream_file_is_a_clear_error(tmp_path, cache, monkeypatch):
-    definition = load_definition(_definition(tmp_path, {PROPERTY: _own_checksum(PROPERTY)}))
+    definition = load_definition(own_definition(tmp_path, {PROPERTY: _own_checksum(PROPERTY)}))
     with FileServer(tmp_path / "empty").running() as url:
         monkeypatch.setenv("RARE_RAREBENCH_URL", url)
         with pytest.raises(RareError, match="HTTP 404"):
@@ -139,11 +133,11 @@ def test_missing_upstream_file_is_a_clear_error(tmp_path, cache, monkeypatch):
 
 
 def test_unpinned_definition_refuses_to_download_but_data_works(tmp_path, cache):
-    definition = load_definition(_definition(tmp_path, {}, commit=None))
+    definition = load_definition(own_definition(tmp_path, {}, commit=None))
     with pytest.raises(RareError, match="pins no commit") as info:
         fetch(definition, definition.category("S-property"))
     assert "--data" in info.value.hint
-    pinned_commit_only = load_definition(_definition(tmp_path, {}))
+    pinned_commit_only = load_definition(own_definition(tmp_path, {}))
     with pytest.raises(RareError, match="pins no SHA-256 of rarebench_single_1property.txt"):
         fetch(pinned_commit_only, pinned_commit_only.category("S-property"))
     data = write_prompts(tmp_path / "data")
@@ -154,7 +148,7 @@ def test_unpinned_definition_refuses_to_download_but_data_works(tmp_path, cache)
 
 def test_data_folder_missing_file_and_pinned_mismatch(tmp_path, capsys):
     data = write_prompts(tmp_path / "data", {PROPERTY: ["a frog with fur"]})
-    definition = load_definition(_definition(tmp_path, {PROPERTY: _own_checksum(PROPERTY)}))
+    definition = load_definition(own_definition(tmp_path, {PROPERTY: _own_checksum(PROPERTY)}))
     with pytest.raises(InputError, match="prompt file for M-and not found"):
         read_local(definition, definition.category("M-and"), data)
     local = read_local(definition, definition.category("S-property"), data)
@@ -172,7 +166,7 @@ def test_cli_checksum_mismatch_exits_1_with_one_error_line(tmp_path, cache, monk
     from rarecli.cli.app import run
 
     served = write_prompts(tmp_path / "served", {PROPERTY: ["not what was pinned"]})
-    monkeypatch.setenv("RARE_RAREBENCH_DEFINITION", str(_definition(tmp_path, {PROPERTY: _own_checksum(PROPERTY)})))
+    monkeypatch.setenv("RARE_RAREBENCH_DEFINITION", str(own_definition(tmp_path, {PROPERTY: _own_checksum(PROPERTY)})))
     with FileServer(served).running() as url:
         monkeypatch.setenv("RARE_RAREBENCH_URL", url)
         code = run(["bench", "rarebench", "--out", str(tmp_path / "run"), "-c", "S-property", "--judge", "clipscore"])

@@ -1,10 +1,12 @@
-"""RareBench prompt files: download once into the cache and verify, or read a local copy (--data).
+"""RareBench's files from the authors' repository: download once into the cache and verify, or read a
+local copy of the prompts (--data).
 
-The prompt text is never part of this project (the authors' repository has no licence): it is
-fetched for the user from the public repository at the pinned commit and accepted only when its
-normalised SHA-256 matches the definition. Normalisation (also in rarebench/rarebench.yaml): UTF-8
-without BOM, any line ending, trailing whitespace stripped per line, empty lines dropped, lines
-joined by "\\n" with one final "\\n".
+None of these files is part of this project (the authors' repository has no licence): each is fetched
+for the user from the public repository at the pinned commit (or a mirror of it, RARE_RAREBENCH_URL)
+and accepted only when its SHA-256 matches the definition. Prompt files are compared after
+normalisation (also in rarebench/rarebench.yaml): UTF-8 without BOM, any line ending, trailing
+whitespace stripped per line, empty lines dropped, lines joined by "\\n" with one final "\\n". The
+other files (the authors' frozen plans, their judge script) are compared as raw bytes.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rarecli.bench.definition import Category, Definition
+from rarecli.bench.definition import Category, Definition, PinnedFile
 from rarecli.errors import InputError, RareError
-from rarecli.io.atomic import write_text_replace
+from rarecli.io.atomic import write_replace, write_text_replace
+from rarecli.llm.schema import Plan
 from rarecli.log import info, warn
+from rarecli.methods.r2f.authors import import_plans
 from rarecli.paths import cache_dir
 
 ENV_URL = "RARE_RAREBENCH_URL"
@@ -60,13 +64,20 @@ def cache_folder(definition: Definition) -> Path:
     return cache_dir() / "rarebench" / (definition.commit or "unpinned")
 
 
-def file_url(definition: Definition, category: Category) -> str:
+def repository_url(definition: Definition, path: str) -> str:
+    """Where a file of the repository at the pinned commit is read: the definition's base, or the
+    mirror in RARE_RAREBENCH_URL (`{commit}` is filled in either way)."""
     base = os.environ.get(ENV_URL) or definition.base_url
-    return base.replace("{commit}", definition.commit or "").rstrip("/") + "/" + category.file
+    return base.replace("{commit}", definition.commit or "").rstrip("/") + "/" + path.lstrip("/")
+
+
+def file_url(definition: Definition, category: Category) -> str:
+    path = f"{definition.prompts_dir}/{category.file}" if definition.prompts_dir else category.file
+    return repository_url(definition, path)
 
 
 def _download(url: str) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": "rare (RareBench prompt download)"})
+    request = urllib.request.Request(url, headers={"User-Agent": "rare (RareBench download)"})
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             data = response.read(MAX_BYTES + 1)
@@ -82,7 +93,34 @@ def _download(url: str) -> bytes:
             hint="check your network (or set RARE_RAREBENCH_URL to a mirror), or pass --data DIR with a local copy",
         ) from exc
     if len(data) > MAX_BYTES:
-        raise RareError(f"{url} is larger than {MAX_BYTES} bytes: not a RareBench prompt file")
+        raise RareError(f"{url} is larger than {MAX_BYTES} bytes: not a RareBench file")
+    return data
+
+
+def fetch_pinned(definition: Definition, pinned: PinnedFile, what: str) -> bytes:
+    """A pinned file of the authors' repository (raw SHA-256), from the cache or downloaded once.
+
+    Nothing is cached unless the digest matches; a cached copy that no longer matches is fetched again.
+    `what` names the file in messages ("the authors' judge script").
+    """
+    if definition.commit is None:
+        raise RareError(f"the RareBench definition pins no commit, so {what} cannot be verified")
+    path = cache_folder(definition) / pinned.file
+    if path.is_file():
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() == pinned.sha256:
+            return data
+        warn(f"cached {path} does not match its checksum; downloading it again")
+    url = repository_url(definition, pinned.file)
+    info(f"Downloading {what} from {url}")
+    data = _download(url)
+    got = hashlib.sha256(data).hexdigest()
+    if got != pinned.sha256:
+        raise RareError(
+            f"checksum mismatch for {pinned.file} from {url}: expected {pinned.sha256}, got {got}; nothing was cached",
+            hint="the file changed upstream or the download was corrupted; check the pinned commit or the mirror",
+        )
+    write_replace(path, lambda fh: fh.write(data))
     return data
 
 
@@ -174,3 +212,25 @@ def provenance(definition: Definition, files: list[PromptFile], data: Path | Non
         "verified": {f.category.name: f.verified for f in files},
         "count": {f.category.name: len(f.prompts) for f in files},
     }
+
+
+def load_authors_plans(definition: Definition, categories: list[Category]) -> dict[str, Plan]:
+    """The authors' frozen R2F plans of the selected categories (fetched at the pin, verified), by prompt
+    with its whitespace collapsed (their keys are the benchmark's prompts)."""
+    plans: dict[str, Plan] = {}
+    for category in categories:
+        if category.authors_plans is None:
+            raise RareError(f"the RareBench definition names no authors' plans for {category.name}")
+        pinned = category.authors_plans
+        data = fetch_pinned(definition, pinned, f"the authors' {category.name} plans")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RareError(f"{pinned.file} is not UTF-8 text: {exc}") from exc
+        for plan in import_plans(text, pinned.file):
+            plans[plan_key(plan.prompt)] = plan
+    return plans
+
+
+def plan_key(prompt: str) -> str:
+    return " ".join(prompt.split())

@@ -22,12 +22,21 @@ ENV_DEFINITION = "RARE_RAREBENCH_DEFINITION"
 
 
 @dataclass(frozen=True)
+class PinnedFile:
+    """A file of the authors' repository at the pinned commit, by its path there and raw SHA-256."""
+
+    file: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class Category:
     name: str
     file: str
     sha256: str | None
     kind: str = "single"
     about: str = ""
+    authors_plans: PinnedFile | None = None  # the authors' frozen GPT-4 R2F plans for this category
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,20 @@ class JudgeSpec:
 
 
 @dataclass(frozen=True)
+class PaperJudgeSpec:
+    """The authors' judge script and how it judged (see rarebench.yaml); its rubric is read at run time."""
+
+    script: PinnedFile
+    function: str
+    variable: str
+    model: str
+    max_tokens: int
+    image_mime: str
+    attempts: int
+    scale: tuple[int, int]
+
+
+@dataclass(frozen=True)
 class Definition:
     name: str
     version: int
@@ -52,8 +75,11 @@ class Definition:
     base_url: str
     categories: tuple[Category, ...]
     judge: JudgeSpec
+    paper_judge: PaperJudgeSpec | None = None
+    prompts_dir: str = ""
     anchors: dict[str, dict[str, float]] = field(default_factory=dict)
     anchors_source: str = ""
+    anchors_protocol: str = "paper"
     path: Path | None = None
 
     def category(self, name: str) -> Category:
@@ -108,6 +134,32 @@ def load_definition(path: Path | None = None) -> Definition:
         raise RareError(f"malformed RareBench definition {path}: {exc!r}") from exc
 
 
+def _pinned(data: Any) -> PinnedFile | None:
+    if not data:
+        return None
+    file = str(data["file"])
+    if file.startswith(("/", ".")) or ".." in file.split("/") or "\\" in file:
+        raise ValueError(f"a pinned file must be a path inside the repository, got {file!r}")
+    return PinnedFile(file, str(data["sha256"]).lower())
+
+
+def _paper_judge(data: Any) -> PaperJudgeSpec | None:
+    if not data:
+        return None
+    script = PinnedFile(str(data["file"]), str(data["sha256"]).lower())
+    low, high = (int(x) for x in data.get("judge_scale", (0, 5)))
+    return PaperJudgeSpec(
+        script=script,
+        function=str(data["function"]),
+        variable=str(data["variable"]),
+        model=str(data["model"]),
+        max_tokens=int(data["max_tokens"]),
+        image_mime=str(data.get("image_mime", "image/png")),
+        attempts=int(data.get("attempts", 3)),
+        scale=(low, high),
+    )
+
+
 def _parse(data: dict[str, Any], path: Path) -> Definition:
     source = data["source"]
     categories = tuple(
@@ -117,6 +169,7 @@ def _parse(data: dict[str, Any], path: Path) -> Definition:
             sha256=(str(c["sha256"]).lower() if c.get("sha256") else None),
             kind=str(c.get("kind", "single")),
             about=str(c.get("about", "")),
+            authors_plans=_pinned(c.get("authors_plans")),
         )
         for c in data["categories"]
     )
@@ -148,7 +201,10 @@ def _parse(data: dict[str, Any], path: Path) -> Definition:
         base_url=str(source["base_url"]),
         categories=categories,
         judge=judge,
+        paper_judge=_paper_judge(data.get("paper_judge")),
+        prompts_dir=str(source.get("prompts_dir", "")).strip("/"),
         anchors=anchors,
         anchors_source=str(anchors_block.get("source", "")),
+        anchors_protocol=str(anchors_block.get("protocol", "paper")),
         path=path,
     )

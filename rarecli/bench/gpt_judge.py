@@ -1,8 +1,14 @@
-"""The `gpt-4o` judge: the paper's protocol (Park et al., ICLR 2025). A vision model sees the rubric
-(rarebench/rarebench.yaml, our own words), the prompt and the image, and answers a JSON score s in 1..5
-with a short explanation; the image scores max(s - 1, 0) / 4 * 100. The model string is pinned
-(`gpt-4o-2024-05-13`), answers are cached on disk, failures are retried a bounded number of times with
-backoff, and the API key is never logged or stored (`rarecli.llm.openai_client`)."""
+"""The `gpt-4o` judge: a vision model grades an image against its prompt, behind the official openai
+client (OpenAI, or any compatible server via base_url).
+
+What is asked and how the answer is read is a protocol:
+- `RubricProtocol` (`--protocol rare`, the default): our rubric (rarebench/rarebench.yaml, our own
+  words) as the system message, the prompt and the image as the user message, temperature 0 and a JSON
+  answer with a score s in 1..5; the image scores max(s - 1, 0) / 4 * 100;
+- `PaperProtocol` (`--protocol paper`, `paper_judge.py`): the authors' request and reading, exactly.
+The model string is pinned (`gpt-4o-2024-05-13`), answers are cached on disk (keyed by everything that
+decides them), failures are retried a bounded number of times with backoff, and the API key is never
+logged or stored (`rarecli.llm.openai_client`)."""
 
 from __future__ import annotations
 
@@ -51,22 +57,66 @@ def parse_answer(content: str | None) -> dict[str, Any] | None:
     return {"score": score, "explanation": explanation.strip()}
 
 
-@dataclass
-class GPTJudge:
-    """A vision judge behind the official openai client (OpenAI, or any compatible server via base_url)."""
+@dataclass(frozen=True)
+class RubricProtocol:
+    """Our rubric as the system message; a JSON score in 1..5 (see the module docstring)."""
 
     spec: JudgeSpec
+    name: str = "rare"
+    attempts: int = 4
+
+    def messages(self, prompt: str, image: bytes) -> list[dict[str, Any]]:
+        url = "data:image/png;base64," + base64.b64encode(image).decode("ascii")
+        text = f"Text prompt: {prompt}\nGrade the image against this prompt."
+        return [
+            {"role": "system", "content": self.spec.rubric},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}],
+            },
+        ]
+
+    def request(self) -> dict[str, Any]:
+        return {
+            "temperature": self.spec.temperature,
+            "max_tokens": self.spec.max_tokens,
+            "response_format": {"type": "json_object"},
+        }
+
+    def parse(self, content: str | None) -> dict[str, Any] | None:
+        return parse_answer(content)
+
+    def score(self, judge_score: int) -> float:
+        return image_score(judge_score)
+
+    def identity(self) -> dict[str, Any]:
+        # The keys the answer cache has always used for this protocol (older caches stay valid).
+        return {
+            "rubric_sha256": self.spec.rubric_sha256,
+            "temperature": self.spec.temperature,
+            "max_tokens": self.spec.max_tokens,
+        }
+
+
+@dataclass
+class GPTJudge:
+    """A vision judge asking `model` under a protocol (a JudgeSpec means our rubric)."""
+
+    spec: JudgeSpec | Any
     model: str
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     timeout: float = 60.0
-    retries: int = 3  # attempts = retries + 1, shared by API errors and malformed answers
+    retries: int | None = None  # None: the protocol's attempts - 1; shared by API errors and malformed answers
     backoff: float = 2.0  # seconds before the 1st retry, doubled each time (a server's Retry-After wins)
     max_backoff: float = 60.0
     cache: Path | None = None
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
     def __post_init__(self) -> None:
+        self.protocol = RubricProtocol(self.spec) if isinstance(self.spec, JudgeSpec) else self.spec
+        if self.retries is None:
+            self.retries = self.protocol.attempts - 1
         self._connection = OpenAIConnection.resolve(
             self.base_url or None,
             self.api_key,
@@ -85,9 +135,7 @@ class GPTJudge:
     def _cache_path(self, prompt: str, image: bytes) -> Path:
         ident = {
             "model": self.model,
-            "rubric_sha256": self.spec.rubric_sha256,
-            "temperature": self.spec.temperature,
-            "max_tokens": self.spec.max_tokens,
+            **self.protocol.identity(),
             "base_url": self.base_url or "",
             "prompt": prompt,
             "image_sha256": hashlib.sha256(image).hexdigest(),
@@ -105,37 +153,22 @@ class GPTJudge:
     def __call__(self, image_path: Path, prompt: str) -> Verdict:
         import openai
 
+        protocol = self.protocol
         image = Path(image_path).read_bytes()
         cache_path = self._cache_path(prompt, image)
         if cache_path.is_file():
             try:
                 answer = json.loads(cache_path.read_text(encoding="utf-8"))
-                return Verdict(image_score(answer["score"]), answer, cached=True, attempts=0)
+                return Verdict(protocol.score(answer["score"]), answer, cached=True, attempts=0)
             except (OSError, ValueError, KeyError):
                 pass  # an unreadable cache entry is asked again and replaced
-        messages = [
-            {"role": "system", "content": self.spec.rubric},
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": f"Text prompt: {prompt}\nGrade the image against this prompt."},
-                    {
-                        "type": "image_url",
-                        "image_url": {"url": "data:image/png;base64," + base64.b64encode(image).decode("ascii")},
-                    },
-                ],
-            },
-        ]
+        messages = protocol.messages(prompt, image)
         last = "no attempt made"
         attempts = self.retries + 1
         for attempt in range(attempts):
             try:
                 response = self._client.chat.completions.create(
-                    model=self.model,
-                    messages=messages,
-                    temperature=self.spec.temperature,
-                    max_tokens=self.spec.max_tokens,
-                    response_format={"type": "json_object"},
+                    model=self.model, messages=messages, **protocol.request()
                 )
             except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as exc:
                 last = self._redact(f"{type(exc).__name__}: {exc}")
@@ -146,11 +179,11 @@ class GPTJudge:
                 # 400/401/403/404...: asking again gives the same answer.
                 raise JudgeFailed(self._redact(f"{type(exc).__name__} (HTTP {exc.status_code}): {exc}")) from None
             content = response.choices[0].message.content if response.choices else None
-            answer = parse_answer(content)
+            answer = protocol.parse(content)
             if answer is None:
                 last = self._redact(f"malformed judge answer: {(content or '')[:200]!r}")
                 continue
             answer["response_model"] = getattr(response, "model", None)
             write_text_replace(cache_path, json.dumps(answer, ensure_ascii=False, sort_keys=True))
-            return Verdict(image_score(answer["score"]), answer, attempts=attempt + 1)
+            return Verdict(protocol.score(answer["score"]), answer, attempts=attempt + 1)
         raise JudgeFailed(f"judge gave up after {attempts} attempts: {last}")

@@ -18,14 +18,15 @@ from typing import Any
 
 from rarecli.errors import InputError
 from rarecli.io.naming import slugify
+from rarecli.llm.schema import Plan
 from rarecli.methods import registry
 from rarecli.methods.output import Provenance, Written, write_generated
 from rarecli.methods.protocol import Generated, Method, MethodContext, Prepared, Request
 from rarecli.runtime.device import DeviceManager
 
 COMMAND = "bench rarebench"
-# Options of the run itself, not of the method.
-RUN_OPTIONS = frozenset({"refs_root"})
+# Options of the run itself, not of the method: where references come from, which plans R2F replays.
+RUN_OPTIONS = frozenset({"refs_root", "plans"})
 
 
 def method_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,6 +61,7 @@ class Drawer:
     prepared: Prepared
     options: Mapping[str, Any]
     work_dir: Path  # where the method's own outputs go (seed files, run records)
+    plans: Mapping[str, Plan] | None = None  # --plans authors: the authors' plan of each prompt
 
     @classmethod
     def prepare(
@@ -72,10 +74,11 @@ class Drawer:
         guidance: float | None,
         options: Mapping[str, Any],
         work_dir: Path,
+        plans: Mapping[str, Plan] | None = None,
     ) -> Drawer:
         method = check(name, options)
         context = MethodContext(model, revision, manager, steps, guidance, method_options(options), command=COMMAND)
-        return cls(method, method.prepare(context), options, work_dir)
+        return cls(method, method.prepare(context), options, work_dir, plans)
 
     def draw(self, prompt: str, seed: int) -> Generated:
         refs = None
@@ -83,7 +86,12 @@ class Drawer:
             refs = Path(self.options["refs_root"]) / slugify(prompt)
             if not refs.is_dir():
                 raise InputError(f"no reference folder for this prompt: {refs}")
-        (made,) = self.prepared.generate(Request(prompt, [seed], refs=refs))
+        plan = None
+        if self.plans is not None:
+            plan = self.plans.get(" ".join(prompt.split()))
+            if plan is None:
+                raise InputError(f"the authors' plans hold no plan for this prompt: {prompt!r}")
+        (made,) = self.prepared.generate(Request(prompt, [seed], refs=refs, plan=plan))
         return made
 
     def write(self, made: Generated, path: Path, item: dict[str, Any]) -> Path:

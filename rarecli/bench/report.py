@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from rarecli.bench.definition import Definition, load_definition
 from rarecli.bench.layout import load_items, read_config
 from rarecli.errors import InputError, RareError
 from rarecli.io.atomic import write_new, write_text_replace
-from rarecli.log import console, is_quiet
+from rarecli.log import console, is_quiet, warn
 
 SUMMARY_SCHEMA = 1
 
@@ -71,7 +71,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
     return {
         "schema": SUMMARY_SCHEMA,
         "run_dir": str(run_dir),
-        "label": f"{method['name']} {Path(str(method['model'])).name} ({identity['judge']['model']})",
+        "label": _label(method, identity["judge"]),
         "method": method,
         "judge": identity["judge"],
         "images_per_prompt": k,
@@ -93,6 +93,15 @@ def summarize(run_dir: Path) -> dict[str, Any]:
     }
 
 
+def _label(method: dict[str, Any], judge: dict[str, Any]) -> str:
+    """What the table calls a run: method, model, judge and protocol, and R2F's plans and rule when not ours."""
+    options = method.get("options") or {}
+    extra = [f"{k}={options[k]}" for k in ("plans", "schedule") if options.get(k)]
+    protocol = "clipscore" if judge.get("name") == "clipscore" else judge.get("protocol", "rare")
+    where = f"{judge['model']}" + ("" if protocol == "clipscore" else f", {protocol} protocol")
+    return " ".join([method["name"], Path(str(method["model"])).name, *extra, f"({where})"])
+
+
 def write_summary(run_dir: Path) -> tuple[Path, dict[str, Any]]:
     """Merge the run's items into RUN_DIR/summary.json (replacing an older one); return path and summary."""
 
@@ -103,13 +112,36 @@ def write_summary(run_dir: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def anchor_table(definition: Definition) -> dict[str, dict[str, float]]:
-    """The paper's published numbers, with their overall (mean of categories) added."""
+    """The paper's published numbers; `overall` is theirs when the paper gives only that, else the mean
+    of the categories when it gives all of them (a partial row has no overall)."""
+    names = [c.name for c in definition.categories]
     out = {}
     for name, scores in definition.anchors.items():
         row = dict(scores)
-        row["overall"] = sum(scores.values()) / len(scores)
+        if "overall" not in row and all(c in row for c in names):
+            row["overall"] = sum(row[c] for c in names) / len(names)
         out[name] = row
     return out
+
+
+def protocol_of(summary: dict[str, Any]) -> str:
+    """How a run was judged: `clipscore`, or the gpt-4o judge's protocol (`rare` when unrecorded)."""
+    judge = summary["judge"]
+    return "clipscore" if judge.get("name") == "clipscore" else judge.get("protocol", "rare")
+
+
+def anchor_warnings(summaries: list[dict[str, Any]], definition: Definition) -> list[str]:
+    """One line per run whose scores are not on the anchors' scale (another judge or protocol)."""
+    lines = []
+    for i, s in enumerate(summaries, 1):
+        protocol = protocol_of(s)
+        if protocol != definition.anchors_protocol:
+            lines.append(
+                f"[{i}] was judged with {protocol}, the paper's numbers with its {definition.anchors_protocol} "
+                f"protocol: they are on different scales, shown side by side for reference only "
+                f"(--protocol paper judges as the paper did)"
+            )
+    return lines
 
 
 def _fmt(value: float | None) -> str:
@@ -160,7 +192,16 @@ def print_table(
 
     if is_quiet():
         return
-    console.print(build_table(summaries, anchors, definition))
+    names = [c.name for c in definition.categories] if definition else []
+    full = {k: v for k, v in (anchors or {}).items() if all(c in v for c in names)}
+    console.print(build_table(summaries, full or None, definition))
+    partial = [
+        f"{name}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in row.items())
+        for name, row in (anchors or {}).items()
+        if name not in full
+    ]
+    if partial:
+        console.print("paper, partial rows: " + "; ".join(partial), markup=False, soft_wrap=True)
     for i, s in enumerate(summaries, 1):
         if s["overall"]["failed"]:
             console.print(
@@ -234,6 +275,7 @@ class ReportResult:
     summaries: list[dict[str, Any]]
     anchors: dict[str, dict[str, float]] | None
     plot: Path | None
+    anchor_warnings: list[str] = field(default_factory=list)
 
 
 def report_runs(run_dirs: list[Path], plot_path: Path | None = None, with_anchors: bool = False) -> ReportResult:
@@ -248,5 +290,8 @@ def report_runs(run_dirs: list[Path], plot_path: Path | None = None, with_anchor
         summaries.append(summary)
     anchors = anchor_table(definition) if with_anchors else None
     print_table(summaries, anchors, definition)
+    cautions = anchor_warnings(summaries, definition) if with_anchors else []
+    for line in cautions:
+        warn(line)  # shown under --json and --quiet too: it says what the numbers mean
     written = plot(summaries, plot_path, anchors, definition) if plot_path is not None else None
-    return ReportResult(paths, summaries, anchors, written)
+    return ReportResult(paths, summaries, anchors, written, cautions)

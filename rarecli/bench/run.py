@@ -22,12 +22,13 @@ from typing import Any
 from rarecli import __version__
 from rarecli.bench import judges as judges_mod
 from rarecli.bench import methods as methods_mod
-from rarecli.bench.dataset import PromptFile, load_prompts, provenance
+from rarecli.bench.dataset import PromptFile, load_authors_plans, load_prompts, provenance
 from rarecli.bench.definition import Definition, load_definition
 from rarecli.bench.layout import SCHEMA, Item, check_config, write_result
 from rarecli.bench.report import print_table, write_summary
 from rarecli.errors import InputError, RareError, explain
 from rarecli.llm.openai_client import url_without_credentials
+from rarecli.llm.schema import Plan
 from rarecli.log import info, progress
 from rarecli.runtime.cache import MODEL_CACHE
 from rarecli.runtime.device import DeviceManager
@@ -47,6 +48,7 @@ class RunConfig:
     images_per_prompt: int = 1
     judge: str = "gpt-4o"
     judge_model: str | None = None
+    protocol: str = "rare"  # rare: our rubric; paper: the authors' judge, as they ran it
     base_url: str | None = None
     steps: int | None = None
     guidance: float | None = None
@@ -94,7 +96,17 @@ def seed_policy(seed: int) -> dict[str, Any]:
     return {"rule": "image k of every prompt uses seed base + k", "base": seed}
 
 
-def _identity(config: RunConfig, definition: Definition, files: list[PromptFile], dtype: str) -> dict[str, Any]:
+# How a seed becomes noise here, recorded beside each run: the same seed gives the same image on every
+# device with rare, but not the authors' image (they seeded torch's CUDA generator and drew on the GPU).
+NOISE_SOURCE = (
+    "torch.Generator('cpu').manual_seed(seed), one per image, standard normal in fp32, then moved to the "
+    "device; the paper's runs drew their noise on the GPU after torch.manual_seed(42)"
+)
+
+
+def _identity(
+    config: RunConfig, definition: Definition, files: list[PromptFile], dtype: str, protocol: Any
+) -> dict[str, Any]:
     return {
         "benchmark": {"name": definition.name, "definition_version": definition.version},
         "prompts_sha256": {f.category.name: f.sha256 for f in files},
@@ -111,10 +123,19 @@ def _identity(config: RunConfig, definition: Definition, files: list[PromptFile]
             "options": {
                 k: (url_without_credentials(v) if k.endswith("url") else v) for k, v in config.method_options.items()
             },
+            **({"authors_plans_sha256": _plan_digests(files)} if _replays_authors(config) else {}),
         },
         "seed_policy": seed_policy(config.seed),
-        "judge": judges_mod.identity(config.judge, config.judge_model, definition),
+        "judge": judges_mod.identity(config.judge, config.judge_model, definition, protocol),
     }
+
+
+def _replays_authors(config: RunConfig) -> bool:
+    return config.method_options.get("plans") == "authors"
+
+
+def _plan_digests(files: list[PromptFile]) -> dict[str, str | None]:
+    return {f.category.name: f.category.authors_plans.sha256 if f.category.authors_plans else None for f in files}
 
 
 def _distributed(device: str) -> tuple[Any, str]:
@@ -147,24 +168,34 @@ def run_benchmark(config: RunConfig) -> RunResult:
     definition = load_definition(config.definition)
     categories = definition.select(config.categories)
     methods_mod.check(config.method, config.method_options)  # bad method settings fail before any work
-    judges_mod.check_name(config.judge)
+    judges_mod.check_name(config.judge, config.protocol)
     if config.images_per_prompt < 1 or (config.limit is not None and config.limit < 1):
         raise InputError("--images-per-prompt and --limit must be at least 1")
     run_dir = Path(config.out)
-    # A judge that cannot work (no API key) must fail before the run folder or hours of generation.
+    # A judge that cannot work (no API key, an unverifiable script) fails before the run folder or hours
+    # of generation.
+    protocol = judges_mod.protocol_for(config.judge, definition, config.protocol)
     judge = None
     if config.judge == "gpt-4o":
-        judge = judges_mod.build(config.judge, config.judge_model, definition, base_url=config.base_url)
+        judge = judges_mod.build(
+            config.judge, config.judge_model, definition, base_url=config.base_url, protocol=protocol
+        )
     state, device = _distributed(config.device)
     manager = DeviceManager(device, config.dtype, offload=config.offload)
 
+    plans: dict[str, Plan] | None = None
+
     def prepare(write: bool) -> tuple[list[PromptFile], dict[str, Any]]:
+        nonlocal plans
         files = load_prompts(definition, categories, config.data)
+        if _replays_authors(config):
+            plans = load_authors_plans(definition, categories)
         document = {
             "schema": SCHEMA,
-            "identity": _identity(config, definition, files, manager.dtype),
+            "identity": _identity(config, definition, files, manager.dtype, protocol),
             "prompts": provenance(definition, files, config.data),
             "judge_base_url": url_without_credentials(config.base_url) if config.judge == "gpt-4o" else None,
+            "noise": NOISE_SOURCE,
             "rare_version": __version__,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
@@ -224,6 +255,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
             config.guidance,
             config.method_options,
             work_dir=run_dir / "method" / config.method,
+            plans=plans,
         )
         with progress(f"generating ({config.method})", total=len(to_draw)) as bar:
             for item in to_draw:
@@ -261,7 +293,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
     judge_seconds: list[float] = []
     if to_judge:
         if judge is None:
-            judge = judges_mod.build(config.judge, config.judge_model, definition, manager, config.base_url)
+            judge = judges_mod.build(config.judge, config.judge_model, definition, manager, config.base_url, protocol)
         with progress(f"judging ({config.judge})", total=len(to_judge)) as bar:
             for item in to_judge:
                 image = item.image_path(run_dir, config.method)

@@ -2,17 +2,60 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from rarecli.cli._options import Device, Dtype, Json, Model, Offload, Quiet, Revision, Seed
 from rarecli.cli._output import Output
 from rarecli.cli._run import command, group
+from rarecli.errors import InputError
 
 _GEN = "Generation"
 _JUDGE = "Judge"
+
+
+class Protocol(StrEnum):
+    rare = "rare"
+    paper = "paper"
+
+
+class Plans(StrEnum):
+    llm = "llm"
+    authors = "authors"
+
+
+class Schedule(StrEnum):
+    rare = "rare"
+    authors = "authors"
+
+
+def _method_options(
+    method: str,
+    plans: Plans,
+    schedule: Schedule | None,
+    llm_backend: str,
+    llm_model: str | None,
+    llm_base_url: str | None,
+    refs_root: Path | None,
+) -> dict[str, Any]:
+    """What the run's config records as the method's settings (part of its identity)."""
+    if method != "r2f" and (plans is not Plans.llm or schedule is not None):
+        raise InputError("--plans and --schedule are R2F's", hint="use them with --method r2f")
+    if method in ("seedselect", "nao-seedselect"):
+        return {"refs_root": str(refs_root.resolve()) if refs_root else None}
+    if method != "r2f":
+        return {}
+    rule = schedule.value if schedule is not None else ("authors" if plans is Plans.authors else "rare")
+    options: dict[str, Any] = (
+        {"plans": "authors"}
+        if plans is Plans.authors
+        else {"llm_backend": llm_backend, "llm_model": llm_model, "llm_base_url": llm_base_url}
+    )
+    # Only a non-default rule is recorded, so runs made before there was a choice keep their identity.
+    return {**options, **({"schedule": rule} if rule != "rare" else {})}
 
 
 def rarebench(
@@ -67,6 +110,24 @@ def rarebench(
         str | None,
         typer.Option("--llm-base-url", help="r2f planner: OpenAI-compatible server URL.", rich_help_panel=_GEN),
     ] = None,
+    plans: Annotated[
+        Plans,
+        typer.Option(
+            "--plans",
+            help="r2f: llm plans each prompt with --llm-backend (cached on disk); authors replays the authors' "
+            "frozen GPT-4 plans, fetched at the pinned commit and verified (the paper's R2F rows).",
+            rich_help_panel=_GEN,
+        ),
+    ] = Plans.llm,
+    schedule: Annotated[
+        Schedule | None,
+        typer.Option(
+            "--schedule",
+            help="r2f step rule: rare (ours: sorted, scaled to --steps) or authors (theirs, quirks included). "
+            "Default: authors with --plans authors, else rare.",
+            rich_help_panel=_GEN,
+        ),
+    ] = None,
     refs_root: Annotated[
         Path | None,
         typer.Option(
@@ -85,6 +146,16 @@ def rarebench(
             rich_help_panel=_JUDGE,
         ),
     ] = "gpt-4o",
+    protocol: Annotated[
+        Protocol,
+        typer.Option(
+            "--protocol",
+            help="rare (default): our rubric, temperature 0 and a validated JSON score, so reruns agree; its "
+            "scale is not the paper's. paper: the authors' judge exactly as they ran it (their script at the "
+            "pinned commit, fetched and verified; temperature 1, a free-text score 0-5): compare with --anchors.",
+            rich_help_panel=_JUDGE,
+        ),
+    ] = Protocol.rare,
     judge_model: Annotated[
         str | None,
         typer.Option(
@@ -151,13 +222,8 @@ def rarebench(
             device=device,
             dtype=dtype,
             offload=offload,
-            method_options=(
-                {"llm_backend": llm_backend, "llm_model": llm_model, "llm_base_url": llm_base_url}
-                if method == "r2f"
-                else {"refs_root": str(refs_root.resolve()) if refs_root else None}
-                if method in ("seedselect", "nao-seedselect")
-                else {}
-            ),
+            protocol=protocol.value,
+            method_options=_method_options(method, plans, schedule, llm_backend, llm_model, llm_base_url, refs_root),
         )
     )
     if result.summary_path is None:  # not the main process: it prints nothing
@@ -180,7 +246,12 @@ def report(
     from rarecli.bench.report import report_runs
 
     result = report_runs(runs, plot_path=plot, with_anchors=anchors)
-    document = {"runs": result.summaries, "anchors": result.anchors, "plot": str(result.plot) if result.plot else None}
+    document = {
+        "runs": result.summaries,
+        "anchors": result.anchors,
+        "anchor_warnings": result.anchor_warnings,
+        "plot": str(result.plot) if result.plot else None,
+    }
     return Output(document, [*result.summary_paths, *([result.plot] if result.plot else [])])
 
 

@@ -32,6 +32,11 @@ class Backend(StrEnum):
     llama = "llama"
 
 
+class Schedule(StrEnum):
+    rare = "rare"
+    authors = "authors"
+
+
 class ResponseFormat(StrEnum):
     auto = "auto"
     json_schema = "json_schema"
@@ -42,14 +47,18 @@ class ResponseFormat(StrEnum):
 _LLM = "LLM"
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
+
+
 def _prompts(prompt: str | None, file: Path | None) -> list[str]:
     if file is not None and prompt is not None:
         raise InputError("give a PROMPT or --file, not both")
     if file is not None:
-        try:
-            return file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read {file}: {exc}") from exc
+        return _read_text(file).splitlines()
     if prompt == "-":
         return sys.stdin.read().splitlines()
     if prompt is None:
@@ -65,6 +74,17 @@ def plan(
         Path | None,
         typer.Option(
             "--file", "-f", exists=True, dir_okay=False, help="Plan every line of this file (one JSON line each)."
+        ),
+    ] = None,
+    import_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--import",
+            exists=True,
+            dir_okay=False,
+            help="Convert a plan file in the authors' format (krafton-ai/Rare-to-Frequent, test/r2f_prompt/) "
+            "into rare's plans, one JSON line per prompt; no LLM is asked. Replay them with "
+            "`rare r2f generate --schedule authors`.",
         ),
     ] = None,
     backend: Annotated[
@@ -126,6 +146,14 @@ def plan(
     Answers are cached on disk (by backend, model, template version and prompt), so planning the same
     prompt again costs no API call. Without OPENAI_API_KEY, plan offline with --backend llama.
     """
+    if import_file is not None:
+        if prompt is not None or file is not None:
+            raise InputError("give a PROMPT, --file or --import, not several")
+        from rarecli.methods.r2f.authors import import_plans
+
+        for imported in import_plans(_read_text(import_file), str(import_file)):
+            yield Output(imported.to_json())
+        return
     from rarecli.llm.planner import PlannerSettings, plan_prompts
 
     settings = PlannerSettings(
@@ -154,6 +182,15 @@ def generate(
     negative_prompt: Annotated[
         str | None, typer.Option("--negative-prompt", help="Negative prompt, the same at every step.")
     ] = None,
+    schedule: Annotated[
+        Schedule,
+        typer.Option(
+            "--schedule",
+            help="rare: ours (stand-ins restored lowest level first, the level table scaled to --steps). "
+            "authors: the authors' step rule with its quirks (plan order, unscaled table), to replay their "
+            "plans (`rare r2f plan --import`).",
+        ),
+    ] = Schedule.rare,
     num_images: Annotated[int, typer.Option("--num-images", "-n", min=1, help="Images per plan.")] = 1,
     seed: Seed = 0,
     out: Out = Path("out/r2f"),
@@ -183,6 +220,7 @@ def generate(
         steps=steps,
         guidance=guidance,
         negative_prompt=negative_prompt,
+        schedule=schedule.value,
         num_images=num_images,
         seed=seed,
         out=out,

@@ -24,8 +24,11 @@ from typing import Any
 from rarecli.errors import InputError
 
 SCHEMA_ID = "rare.r2f.plan"
-SCHEMA_VERSION = 1
+# 1: concepts (rare phrase, frequent stand-in, level). 2: adds an explicit prompt chain (`chain`), the
+# form of the authors' frozen plans; a plan without one is still written as version 1.
+SCHEMA_VERSION = 2
 MAX_CONCEPTS = 4
+MAX_CHAIN = 8
 MAX_LEVEL = 5
 MAX_PHRASE_CHARS = 80
 # Grounding enumerates word spans of the prompt; longer spans are not concepts, and the cap keeps the
@@ -78,6 +81,25 @@ PLAN_SCHEMA: dict[str, Any] = {
         "version": {"type": "integer", "minimum": 1, "maximum": SCHEMA_VERSION},
         "prompt": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": NO_CONTROL},
         "concepts": response_schema()["properties"]["concepts"],
+        "chain": {
+            "type": "object",
+            "properties": {
+                "prompts": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_CHAIN,
+                    "items": {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": NO_CONTROL},
+                },
+                "levels": {
+                    "type": "array",
+                    "maxItems": MAX_CHAIN,
+                    "items": {"type": "integer", "minimum": 0, "maximum": MAX_LEVEL},
+                },
+                "source": {"type": "string", "maxLength": 2000},
+            },
+            "required": ["prompts", "levels"],
+            "additionalProperties": False,
+        },
         "llm": {
             "type": "object",
             "properties": {
@@ -212,18 +234,46 @@ class LLMRecord:
 
 
 @dataclass(frozen=True)
+class Chain:
+    """An explicit prompt chain: most frequent first, the rare prompt last, and a visual-detail level per
+    stand-in prompt (the authors' plans: `levels` in their order, which need not be sorted)."""
+
+    prompts: tuple[str, ...]
+    levels: tuple[int, ...]
+    source: str | None = None  # where it came from (an imported file)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"prompts": list(self.prompts), "levels": list(self.levels)}
+        if self.source is not None:
+            out["source"] = self.source
+        return out
+
+
+def chain_errors(chain: dict[str, Any]) -> list[str]:
+    """A chain needs one level per stand-in prompt (a one-prompt chain, the rare prompt alone, may keep
+    the single level the authors' files give it)."""
+    prompts, levels = chain["prompts"], chain["levels"]
+    if len(levels) == len(prompts) - 1 or (len(prompts) == 1 and len(levels) <= 1):
+        return []
+    return [f"$.chain: {len(levels)} level(s) for {len(prompts) - 1} stand-in prompt(s)"]
+
+
+@dataclass(frozen=True)
 class Plan:
     prompt: str
     concepts: tuple[Concept, ...] = ()
     llm: LLMRecord | None = None
+    chain: Chain | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "schema": SCHEMA_ID,
-            "version": SCHEMA_VERSION,
+            "version": 2 if self.chain is not None else 1,
             "prompt": self.prompt,
             "concepts": [c.to_json() for c in self.concepts],
         }
+        if self.chain is not None:
+            out["chain"] = self.chain.to_json()
         if self.llm is not None:
             out["llm"] = self.llm.to_json()
         return out
@@ -238,6 +288,10 @@ class Plan:
                 hint="upgrade rare, or re-run `rare r2f plan`",
             )
         errors = validate(data, PLAN_SCHEMA)
+        if not errors and "chain" in data:
+            errors = chain_errors(data["chain"])
+            if data["concepts"]:
+                errors.append("$: a plan has concepts or a chain, not both")
         if not errors:
             errors = grounding_errors(data["prompt"], data["concepts"])
         if errors:
@@ -255,7 +309,11 @@ class Plan:
                 repairs=tuple(llm.get("repairs", ())),
             )
         concepts = tuple(Concept(c["rare"], c["frequent"], c["level"]) for c in data["concepts"])
-        return cls(prompt=data["prompt"], concepts=concepts, llm=record)
+        chain = None
+        if "chain" in data:
+            c = data["chain"]
+            chain = Chain(tuple(c["prompts"]), tuple(c["levels"]), c.get("source"))
+        return cls(prompt=data["prompt"], concepts=concepts, llm=record, chain=chain)
 
 
 def grounding_errors(prompt: str, concepts: list[dict[str, Any]]) -> list[str]:

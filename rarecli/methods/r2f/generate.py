@@ -23,6 +23,7 @@ class R2FConfig:
     steps: int | None = None
     guidance: float | None = None
     negative_prompt: str | None = None
+    schedule: str = "rare"  # rare (ours) or authors (their step rule, for replaying their plans)
     num_images: int = 1
     seed: int = 0
     out: Path = Path("out/r2f")
@@ -48,7 +49,10 @@ def run(config: R2FConfig, manager: DeviceManager) -> Iterator[R2FResult]:
     """Generate `num_images` per plan (seeds seed, seed+1, ...); yields one result per plan as it is done."""
     if not config.plans:
         raise InputError("no plans to generate from", hint="pipe `rare r2f plan` into `rare r2f generate -`")
-    options = {"negative_prompt": config.negative_prompt} if config.negative_prompt else {}
+    options = {
+        "schedule": config.schedule,
+        **({"negative_prompt": config.negative_prompt} if config.negative_prompt else {}),
+    }
     context = MethodContext(
         config.model, config.revision, manager, config.steps, config.guidance, options, command="r2f generate"
     )

@@ -1,9 +1,10 @@
 """Rare-to-Frequent behind the method protocol (Park et al., ICLR 2025, arXiv 2410.22376).
 
-A request carries its plan (`rare r2f generate`, the toy evaluation), or R2F asks its planner for one
-(RareBench: options `llm_backend`, `llm_model`, `llm_base_url`; answers are cached on disk, so a
-resumed run asks nothing twice). Options: `negative_prompt`. Steps default to the paper's 50 and the
-guidance to the model family's.
+A request carries its plan (`rare r2f generate`, the toy evaluation, RareBench's `--plans authors`), or
+R2F asks its planner for one (RareBench: options `llm_backend`, `llm_model`, `llm_base_url`; answers are
+cached on disk, so a resumed run asks nothing twice). Options: `negative_prompt`, and `schedule`: `rare`
+(ours, the default) or `authors` (their step rule, quirks included; `schedule.py`). Steps default to the
+paper's 50 and the guidance to the model family's.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from rarecli.log import progress
 from rarecli.methods.output import Provenance, settings_text
 from rarecli.methods.protocol import Generated, MethodContext, Request
 from rarecli.methods.r2f.sampler import DEFAULT_STEPS, Conditioning, encode_schedule, sample_r2f, sampler_name
-from rarecli.methods.r2f.schedule import Schedule, build_schedule
+from rarecli.methods.r2f.schedule import RULES, Schedule, build_schedule
 from rarecli.seeds.noise import noise_from_seed
 
-OPTIONS = frozenset({"negative_prompt", "llm_backend", "llm_model", "llm_base_url"})
+OPTIONS = frozenset({"negative_prompt", "llm_backend", "llm_model", "llm_base_url", "schedule"})
 
 
 class R2F:
@@ -38,6 +39,8 @@ class R2F:
         backend = options.get("llm_backend")
         if backend is not None and backend not in ("openai", "llama"):
             raise InputError(f"unknown LLM backend {backend!r}", hint="use openai or llama")
+        if options.get("schedule", "rare") not in RULES:
+            raise InputError(f"unknown R2F schedule {options['schedule']!r}", hint="use rare or authors")
 
     def prepare(self, context: MethodContext) -> _PreparedR2F:
         self.check(context.options)
@@ -84,10 +87,11 @@ class _PreparedR2F:
         steps = context.steps or DEFAULT_STEPS
         guidance = family.guidance if context.guidance is None else context.guidance
         negative = context.options.get("negative_prompt")
+        rule = context.options.get("schedule", "rare")
         plan = self.plan(request)
-        key = repr((plan.to_json(), steps, guidance, negative))
+        key = repr((plan.to_json(), steps, guidance, negative, rule))
         if self._last is None or self._last[0] != key:
-            schedule = build_schedule(plan, loaded.family, steps)
+            schedule = build_schedule(plan, loaded.family, steps, rule)
             self._last = (key, schedule, encode_schedule(loaded, schedule, guidance, negative))
         _, schedule, conds = self._last
         shape = latent_shape(loaded.ref)
@@ -99,6 +103,7 @@ class _PreparedR2F:
             "negative_prompt": negative,
             "family": loaded.family,
             "level_stops_family": family.key,
+            "schedule_rule": rule,
             "latent_shape": list(shape),
         }
         stops = "/".join(str(s) for s in schedule.stops) or "none"

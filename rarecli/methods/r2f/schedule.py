@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from rarecli.backbones.families import FAMILIES, R2F_REFERENCE_STEPS, find_family
 from rarecli.errors import InputError
 from rarecli.llm.schema import Concept, Plan, locate
+from rarecli.log import warn
+from rarecli.methods.r2f.authors import authors_steps
 
 
 def level_stops(family: str) -> tuple[int, ...]:
@@ -75,9 +77,10 @@ def substitute(prompt: str, concepts: Sequence[Concept], frequent: Sequence[bool
     return out
 
 
-def prompt_chain(plan: Plan) -> list[str]:
-    """Prompt j restores the j lowest-level concepts; the last one is the original prompt."""
-    concepts = ordered_concepts(plan)
+def prompt_chain(plan: Plan, concepts: Sequence[Concept] | None = None) -> list[str]:
+    """Prompt j restores the first j of `concepts` (default: lowest level first); the last one is the
+    original prompt."""
+    concepts = ordered_concepts(plan) if concepts is None else list(concepts)
     k = len(concepts)
     return [substitute(plan.prompt, concepts, [i >= j for i in range(k)]) for j in range(k)] + [plan.prompt]
 
@@ -101,17 +104,48 @@ def step_indices(stops: Sequence[int], steps: int) -> list[int]:
 @dataclass(frozen=True)
 class Schedule:
     prompts: tuple[str, ...]  # the chain: most frequent first, the original last
-    stops: tuple[int, ...]  # one per concept, ascending
+    stops: tuple[int, ...]  # ours: one per concept, ascending; the authors': theirs, ending with the step count
     indices: tuple[int, ...]  # prompt index for each step
+    rule: str = "rare"
 
     def prompt_at(self, step: int) -> str:
         return self.prompts[self.indices[step]]
 
     def to_json(self) -> dict:
-        return {"prompts": list(self.prompts), "stops": list(self.stops), "steps": list(self.indices)}
+        return {
+            "prompts": list(self.prompts),
+            "stops": list(self.stops),
+            "steps": list(self.indices),
+            "rule": self.rule,
+        }
 
 
-def build_schedule(plan: Plan, family: str, steps: int) -> Schedule:
-    concepts = ordered_concepts(plan)
-    stops = [stop_step(c.level, steps, family) for c in concepts]
-    return Schedule(tuple(prompt_chain(plan)), tuple(stops), tuple(step_indices(stops, steps)))
+RULES = ("rare", "authors")
+
+
+def build_schedule(plan: Plan, family: str, steps: int, rule: str = "rare") -> Schedule:
+    """The prompt of every step. `rule` "rare" is ours (module docstring); "authors" replays the
+    authors' rule with their quirks (`authors.authors_steps`), for the plan's levels in its own order.
+    A plan with an explicit chain (an imported authors' plan) uses its prompts as they are."""
+    if rule not in RULES:
+        raise InputError(f"unknown R2F schedule {rule!r}", hint="use rare (sorted, ours) or authors (theirs)")
+    if plan.chain is not None:
+        prompts, levels = list(plan.chain.prompts), list(plan.chain.levels)
+    elif rule == "authors":
+        prompts, levels = prompt_chain(plan, plan.concepts), [c.level for c in plan.concepts]
+    else:
+        concepts = ordered_concepts(plan)
+        stops = [stop_step(c.level, steps, family) for c in concepts]
+        return Schedule(tuple(prompt_chain(plan)), tuple(stops), tuple(step_indices(stops, steps)))
+    if rule == "authors":
+        if steps != R2F_REFERENCE_STEPS:
+            warn(
+                f"--schedule authors replays the authors' rule, whose level table means {R2F_REFERENCE_STEPS} "
+                f"steps (it is not scaled to {steps})"
+            )
+        stops, indices = authors_steps(levels, len(prompts), steps, level_stops(family))
+        return Schedule(tuple(prompts), tuple(stops), tuple(indices), rule)
+    # Ours on an explicit chain: the chain's order is its restore order, and the stops are sorted so
+    # that every stand-in gets its turn (a one-prompt chain is the rare prompt throughout).
+    stops = sorted(stop_step(level, steps, family) for level in levels[: len(prompts) - 1])
+    return Schedule(tuple(prompts), tuple(stops), tuple(step_indices(stops, steps)))
