@@ -8,12 +8,14 @@ from __future__ import annotations
 
 
 class RareError(Exception):
-    """A handled failure: a message a user can act on, and optionally a hint."""
+    """A handled failure: a message a user can act on, and optionally a hint. `written` lists the files
+    that were written before it happened (the CLI prints them, as it would have on success)."""
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.written: list = []
 
     def __str__(self) -> str:
         return self.message
@@ -21,6 +23,10 @@ class RareError(Exception):
 
 class InputError(RareError):
     """Bad user input found after parsing (a file, a folder, a value)."""
+
+
+class OutputError(RareError):
+    """A file could not be written: which one, and why."""
 
 
 def explain(exc: BaseException) -> RareError | None:

@@ -4,7 +4,10 @@ It wraps the command body so that every command behaves alike:
 - output mode: `--json` / `--quiet` set quiet logging before the body runs, and the `Output` the body
   returns (or each one it yields, as JSON lines) is printed on stdout as paths or JSON (`_output`);
 - exit codes (DESIGN.md): 0 ok; 1 handled error, one `Error: ...` line and a `Hint: ...` line on stderr;
-  2 usage error (Typer); 130 interrupted. Tracebacks only with RARE_DEBUG=1;
+  2 usage error (Typer); 128 + the signal when interrupted: 130 Ctrl-C (SIGINT), 143 SIGTERM (`kill`,
+  `timeout`, job schedulers), 129 SIGHUP, each handled as Ctrl-C is (the work done so far is kept, no
+  partial file is left); 141 when stdout's reader has gone (`rare ... | head -1`), quietly. Tracebacks
+  only with RARE_DEBUG=1;
 - `--help` ends with an example.
 """
 
@@ -13,6 +16,8 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -31,9 +36,41 @@ def _print_error(message: str, hint: str | None) -> None:
         console.print(f"Hint: {hint}", markup=False, soft_wrap=True)
 
 
-def _interrupted() -> typer.Exit:
-    console.print("Interrupted.", markup=False, soft_wrap=True)
-    return typer.Exit(130)
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C would be, so every command treats them as Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_received: list[int] = []  # the signal that interrupted this process, if any (SIGINT when unrecorded)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    _received.append(signum)
+    raise Terminated(signum)
+
+
+def _install_signal_handlers() -> None:
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)  # no SIGHUP on Windows
+        if sig is not None and signal.getsignal(sig) in (signal.SIG_DFL, _terminate):
+            signal.signal(sig, _terminate)
+
+
+def _interrupted(exc: BaseException | None = None) -> typer.Exit:
+    signum = exc.signum if isinstance(exc, Terminated) else (_received[-1] if _received else signal.SIGINT)
+    name = signal.Signals(signum).name
+    console.print("Interrupted." if signum == signal.SIGINT else f"Interrupted ({name}).", markup=False, soft_wrap=True)
+    return typer.Exit(128 + int(signum))
+
+
+def _pipe_closed() -> typer.Exit:
+    # Whoever read stdout has gone: say nothing more, and keep Python from failing on its last flush.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return typer.Exit(128 + 13)  # as if killed by SIGPIPE, like other tools in a pipeline
 
 
 def handled(fn: F) -> F:
@@ -44,6 +81,7 @@ def handled(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> None:
         as_json = bool(kwargs.get("json_out", False)) if "json_out" in params else False
         set_quiet(bool(kwargs.get("quiet", False)) or as_json)
+        _install_signal_handlers()
         debug = os.environ.get("RARE_DEBUG") == "1"
         try:
             result = fn(*args, **kwargs)
@@ -56,11 +94,15 @@ def handled(fn: F) -> F:
                     raise _interrupted()
         except (typer.Exit, typer.Abort):
             raise
-        except KeyboardInterrupt:
-            raise _interrupted() from None
+        except KeyboardInterrupt as exc:
+            raise _interrupted(exc) from None
+        except BrokenPipeError:
+            raise _pipe_closed() from None
         except RareError as exc:
             if debug:
                 raise
+            if exc.written:  # what was saved before the failure, printed as success would have
+                emit(Output({"written": exc.written, "error": exc.message}, exc.written), as_json)
             _print_error(exc.message, exc.hint)
             raise typer.Exit(1) from None
         except Exception as exc:

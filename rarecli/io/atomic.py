@@ -2,17 +2,52 @@
 
 A file appears under its final name complete or not at all: content goes to a temporary file in
 the same folder, is fsynced, then hard-linked to the final name. `os.link` fails if the name
-exists, so two processes can never overwrite each other (rename would silently replace).
+exists, so two processes can never overwrite each other (rename would silently replace). The file
+gets the mode a plain `open()` would give under the user's umask (mkstemp's temporary files are
+private, 0600, which would hide results from others on a shared disk).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
+
+from rarecli.errors import OutputError
+
+_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space, or choose another --out",
+    errno.EDQUOT: "the disk quota is used up: free some space, or choose another --out",
+    errno.EROFS: "the file system is read-only: choose another --out",
+    errno.EACCES: "no permission to write there: choose another --out",
+    errno.EPERM: "no permission to write there: choose another --out",
+    errno.EFBIG: "the file is larger than this process may write (see `ulimit -f`)",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another --out",
+}
+
+
+def output_error(path: Path, exc: OSError) -> OutputError:
+    """An OSError from writing `path`, as one line naming the file and the reason."""
+    reason = exc.strerror or type(exc).__name__
+    return OutputError(f"cannot write {path}: {reason}", hint=_HINTS.get(exc.errno or 0, "check --out"))
+
+
+def check_writable(folder: Path) -> None:
+    """Create `folder` if needed and prove a file can be written in it, so a run that could not save its
+    results stops now, before any model is loaded or any work is done."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".rare-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        error = output_error(folder, exc)
+        raise OutputError(error.message.replace("cannot write ", "cannot write to ", 1), hint=error.hint) from None
 
 
 @contextlib.contextmanager
@@ -21,12 +56,21 @@ def _temp_in(folder: Path, suffix: str) -> Iterator[tuple[IO[bytes], Path]]:
     fd, name = tempfile.mkstemp(prefix=".rare-", suffix=suffix + ".part", dir=folder)
     tmp = Path(name)
     try:
+        if hasattr(os, "fchmod"):  # not on Windows, where mkstemp does not make files private
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             yield fh, tmp
     finally:
         # Also runs on KeyboardInterrupt: no half-written file is left behind.
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _umask() -> int:
+    # Reading the umask means setting it; set it straight back (rare does this before any threads write).
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _write_temp(fh: IO[bytes], write: Callable[[IO[bytes]], None]) -> None:
@@ -36,22 +80,31 @@ def _write_temp(fh: IO[bytes], write: Callable[[IO[bytes]], None]) -> None:
 
 
 def write_new(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write a new file atomically; FileExistsError if `path` exists (nothing is written then)."""
+    """Write a new file atomically; FileExistsError if `path` exists (nothing is written then).
+    Any other failure is an OutputError naming the file, and leaves nothing behind."""
     path = Path(path)
-    with _temp_in(path.parent, path.suffix) as (fh, tmp):
-        _write_temp(fh, write)
-        fh.close()
-        os.link(tmp, path)
+    try:
+        with _temp_in(path.parent, path.suffix) as (fh, tmp):
+            _write_temp(fh, write)
+            fh.close()
+            os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        raise output_error(path, exc) from None
     return path
 
 
 def write_replace(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Write a file atomically, replacing an older version (for state files like run.json)."""
     path = Path(path)
-    with _temp_in(path.parent, path.suffix) as (fh, tmp):
-        _write_temp(fh, write)
-        fh.close()
-        os.replace(tmp, path)
+    try:
+        with _temp_in(path.parent, path.suffix) as (fh, tmp):
+            _write_temp(fh, write)
+            fh.close()
+            os.replace(tmp, path)
+    except OSError as exc:
+        raise output_error(path, exc) from None
     return path
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rarecli.errors import RareError
 from rarecli.io.atomic import write_text_new
 from rarecli.io.images import a1111_parameters, save_numbered_png, save_png
 from rarecli.seeds.files import save_seed
@@ -66,6 +67,10 @@ class Written:
     seed: Path | None = None
     run: Path | None = None
 
+    @property
+    def files(self) -> list[Path]:
+        return [p for p in (self.image, self.seed, self.run) if p is not None]
+
 
 def write_generated(
     image: Image.Image,
@@ -96,10 +101,19 @@ def write_generated(
             rare=chunk,
         )
     written = Written(png)
-    if seed_tensor is not None:
-        written.seed = save_seed(png.with_suffix(".safetensors"), seed_tensor, chunk)
-    if run_record is not None:
-        doc = {**chunk, "image": png.name, **({"seed_file": written.seed.name} if written.seed else {}), **run_record}
-        text = json.dumps(doc, indent=2, default=str) + "\n"
-        written.run = write_text_new(png.with_name(png.stem + ".run.json"), text)
+    try:
+        if seed_tensor is not None:
+            written.seed = save_seed(png.with_suffix(".safetensors"), seed_tensor, chunk)
+        if run_record is not None:
+            doc = {
+                **chunk,
+                "image": png.name,
+                **({"seed_file": written.seed.name} if written.seed else {}),
+                **run_record,
+            }
+            text = json.dumps(doc, indent=2, default=str) + "\n"
+            written.run = write_text_new(png.with_name(png.stem + ".run.json"), text)
+    except RareError as exc:
+        exc.written = written.files + exc.written  # the image is kept: it was written whole
+        raise
     return written

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rarecli.backbones.loading import latent_shape
-from rarecli.errors import InputError
-from rarecli.io.atomic import write_new
+from rarecli.errors import InputError, RareError
+from rarecli.io.atomic import check_writable, write_new
 from rarecli.io.grid import make_grid
 from rarecli.io.naming import slugify, write_numbered
 from rarecli.log import info
@@ -144,10 +144,29 @@ def _write(
     grid = None
     if render is not None and images is not None and renderer is not None:
         grid = make_grid(images, labels=captions)
-    paths = [
-        write_numbered(folder, label, method, slug, ".safetensors", lambda p, data=data: _write_bytes(p, data))
-        for data in blobs
-    ]
+    paths: list[Path] = []
+    try:
+        for data in blobs:
+            paths.append(
+                write_numbered(folder, label, method, slug, ".safetensors", lambda p, data=data: _write_bytes(p, data))
+            )
+        grid_path = _write_grid(folder, label, method, render, grid, grid_meta, renderer, paths)
+    except RareError as exc:
+        exc.written = paths + exc.written  # the seed files written before the failure stay, and are said
+        raise
+    return paths, grid_path
+
+
+def _write_grid(
+    folder: Path,
+    label: str,
+    method: str,
+    render: RenderOptions | None,
+    grid: Image.Image | None,
+    grid_meta: dict[str, Any],
+    renderer: Renderer | None,
+    paths: list[Path],
+) -> Path | None:
     grid_path = None
     if grid is not None and render is not None and renderer is not None:
         guidance = renderer.guidance(render.guidance)
@@ -167,11 +186,10 @@ def _write(
             settings=settings_text(renderer.sampler, render.steps, guidance, label, renderer.loaded.ref.name),
         )
         grid_path = write_generated(grid, provenance, folder=folder, name_method=f"{method}-strip").image
-    return paths, grid_path
+    return grid_path
 
 
 def _write_bytes(path: Path, data: bytes) -> Path:
-
     return write_new(path, lambda fh: fh.write(data))
 
 
@@ -186,6 +204,7 @@ def interpolate(config: InterpolateConfig, manager: DeviceManager) -> GeometryRe
     if config.method == "nao" and config.n_points < 3:
         raise InputError(f"--points must be at least 3 (got {config.n_points})")
     _check_prompt(config.render)
+    check_writable(config.out)
     (a, b), sources = _read_seeds([config.a, config.b], config.model, config.revision, config.render is not None)
     renderer = Renderer.load(config.model, config.revision, manager) if config.render is not None else None
 
@@ -236,6 +255,7 @@ def centroid(config: CentroidConfig, manager: DeviceManager) -> GeometryResult:
     if config.method == "nao" and config.n_points < 3:
         raise InputError(f"--points must be at least 3 (got {config.n_points})")
     _check_prompt(config.render)
+    check_writable(config.out)
     tensors, sources = _read_seeds(config.seeds, config.model, config.revision, config.render is not None)
     renderer = Renderer.load(config.model, config.revision, manager) if config.render is not None else None
 

