@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from rarecli.cli.app import run
 from tests.conftest import interruptible, rare_cmd
 
 TINY = ["--model", "tiny-sd", "--device", "cpu"]
@@ -162,3 +163,55 @@ def test_a_write_that_fails_says_which_file_and_prints_what_was_written(tmp_path
     assert error.startswith("Error: cannot write ") and "strip" in error and error.endswith(": File too large")
     assert "Hint:" in result.stderr and "unexpected" not in result.stderr
     assert sorted(out.iterdir()) == sorted(written)  # no half-written strip, no temp file
+
+
+# -- 13. help text, usage errors and hints -------------------------------------------------------------
+
+
+def test_help_text_keeps_its_brackets_and_every_command_shows_an_example(capsys):
+    assert run(["bench", "rarebench", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert "[default: the pipeline's own]" in text and "Example" in text
+    for command in (["seedselect"], ["interpolate"], ["centroid"], ["r2f", "plan"], ["r2f", "generate"],
+                    ["bench", "report"], ["models"], ["env"]):  # fmt: skip
+        assert run([*command, "--help"]) == 0
+        assert "Example" in capsys.readouterr().out, command
+
+
+def test_every_error_has_a_hint(capsys):
+    assert run(["r2f", "plan", "a frog", "--file", __file__]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: give a PROMPT") and "\nHint: " in err
+
+
+@pytest.mark.parametrize("option", [["--device", "gpu"], ["--device", "cuda:x"], ["--dtype", "fp8"]])
+def test_a_malformed_device_or_dtype_is_a_usage_error(option, capsys):
+    assert run(["interpolate", "1", "2", "--model", "tiny-sd", *option]) == 2
+    assert "Invalid value" in capsys.readouterr().err
+
+
+def test_seed_commands_read_seeds_from_stdin(tmp_path):
+    made = _rare(["centroid", "1", "2", "--method", "euclidean", "--model", "tiny-sd", "--out", str(tmp_path)])
+    assert made.returncode == 0, made.stderr
+    seed_file = made.stdout.strip()
+    centre = _rare(["centroid", "-", "--method", "euclidean", "--model", "tiny-sd", "--out", str(tmp_path / "c")],
+                   input=f"3 4\n{seed_file}\n")  # fmt: skip
+    assert centre.returncode == 0, centre.stderr
+    path = _rare(["interpolate", "-", "5", "--method", "slerp", "--steps", "3", "--model", "tiny-sd",
+                  "--out", str(tmp_path / "p")], input=seed_file + "\n")  # fmt: skip
+    assert path.returncode == 0, path.stderr
+    assert len(path.stdout.split()) == 3
+
+
+def test_a_prompt_longer_than_the_text_encoder_reads_is_said(tmp_path):
+    long_prompt = " ".join(["a hairy frog"] * 40)  # 120 words, well over 77 tokens
+    result = _rare(["seedselect", long_prompt, "--method", "sd", *TINY, "--inner-steps", "1", "--out", str(tmp_path)])
+    assert result.returncode == 0, result.stderr
+    assert "Warning: the prompt is " in result.stderr and "77" in result.stderr
+
+
+def test_options_the_method_does_not_use_are_named(tmp_path, refs):
+    result = _rare(["seedselect", "a frog", "--method", "sd", "--refs", str(refs), "--iters", "3", *TINY,
+                    "--inner-steps", "1", "--out", str(tmp_path)])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Warning: --method sd does not use --refs, --iters" in result.stderr

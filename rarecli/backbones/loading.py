@@ -18,6 +18,7 @@ from huggingface_hub.errors import EntryNotFoundError
 from rarecli.backbones.families import find_family
 from rarecli.backbones.registry import EMBEDDED, ensure_built
 from rarecli.errors import InputError, RareError, explain
+from rarecli.log import warn
 from rarecli.runtime.cache import MODEL_CACHE
 from rarecli.runtime.device import DeviceManager
 from rarecli.runtime.quiet import quiet_libraries
@@ -99,6 +100,9 @@ def _download(ref: ModelRef) -> ModelRef:
     return ModelRef(ref.name, "hub", str(folder), revision=commit)
 
 
+_WARNED_LONG: set[tuple[str, str]] = set()
+
+
 @dataclass
 class LoadedPipeline:
     pipe: Any
@@ -108,6 +112,18 @@ class LoadedPipeline:
     @property
     def family(self) -> str:
         return type(self.pipe).__name__
+
+    def check_prompt_length(self, prompt: str) -> None:
+        """Warn (once per prompt) when the text encoder will read only the start of `prompt`: pipelines
+        truncate to the tokenizer's length (77 CLIP tokens) without a word."""
+        tokenizer = getattr(self.pipe, "tokenizer", None)
+        limit = getattr(tokenizer, "model_max_length", None)
+        if tokenizer is None or not limit or (self.ref.location, prompt) in _WARNED_LONG:
+            return
+        count = len(tokenizer(prompt, truncation=False).input_ids)
+        if count > limit:
+            _WARNED_LONG.add((self.ref.location, prompt))
+            warn(f"the prompt is {count} tokens long; the text encoder reads the first {limit}, the rest is ignored")
 
 
 def load_pipeline(

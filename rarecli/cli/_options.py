@@ -6,10 +6,28 @@ Environment variables (RARE_*) and the config file fill in what the command line
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+_DTYPES = {"auto", "fp32", "fp16", "bf16", "float32", "float16", "half", "bfloat16"}
+
+
+def _device(value: str) -> str:
+    # Only the spelling is checked here (a usage error); whether this machine has it is checked when it runs.
+    if not _DEVICE.fullmatch(value.strip().lower()):
+        raise typer.BadParameter(f"{value!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    return value
+
+
+def _dtype(value: str) -> str:
+    if value.strip().lower() not in _DTYPES:
+        raise typer.BadParameter(f"{value!r} is not one of auto, fp32, fp16, bf16")
+    return value
+
 
 _RUNTIME = "Runtime"
 _OUTPUT = "Output"
@@ -33,6 +51,7 @@ Device = Annotated[
     typer.Option(
         "--device",
         envvar="RARE_DEVICE",
+        callback=_device,
         help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.",
         rich_help_panel=_RUNTIME,
     ),
@@ -42,6 +61,7 @@ Dtype = Annotated[
     typer.Option(
         "--dtype",
         envvar="RARE_DTYPE",
+        callback=_dtype,
         help="auto (fp16 on CUDA, fp32 elsewhere), fp32, fp16 or bf16. The VAE decodes in fp32 under fp16.",
         rich_help_panel=_RUNTIME,
     ),

@@ -30,10 +30,10 @@ from rarecli.log import console, set_quiet
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _print_error(message: str, hint: str | None) -> None:
+def _print_error(message: str, hint: str | None, usage: str = "rare") -> None:
+    hint = hint or f"see `{usage} --help`"  # every error says where to look next
     console.print(f"Error: {message}", style="bold red", markup=False, soft_wrap=True)
-    if hint:
-        console.print(f"Hint: {hint}", markup=False, soft_wrap=True)
+    console.print(f"Hint: {hint}", markup=False, soft_wrap=True)
 
 
 class Terminated(KeyboardInterrupt):
@@ -73,8 +73,9 @@ def _pipe_closed() -> typer.Exit:
     return typer.Exit(128 + 13)  # as if killed by SIGPIPE, like other tools in a pipeline
 
 
-def handled(fn: F) -> F:
-    """Run a command body under the output mode and the error table (see the module docstring)."""
+def handled(fn: F, usage: str = "rare") -> F:
+    """Run a command body under the output mode and the error table (see the module docstring);
+    `usage` is the command's path, for the hint of errors that bring none."""
     params = inspect.signature(fn).parameters
 
     @functools.wraps(fn)
@@ -103,14 +104,14 @@ def handled(fn: F) -> F:
                 raise
             if exc.written:  # what was saved before the failure, printed as success would have
                 emit(Output({"written": exc.written, "error": exc.message}, exc.written), as_json)
-            _print_error(exc.message, exc.hint)
+            _print_error(exc.message, exc.hint, usage)
             raise typer.Exit(1) from None
         except Exception as exc:
             if debug:
                 raise
             known = explain(exc)
             if known is not None:
-                _print_error(known.message, known.hint)
+                _print_error(known.message, known.hint, usage)
             else:
                 first = str(exc).splitlines()[0] if str(exc) else ""
                 _print_error(
@@ -126,15 +127,16 @@ def command(group: typer.Typer, name: str, *, example: str, no_args_is_help: boo
     """Register the decorated body as `rare ... NAME`; `example` is shown at the end of its --help."""
 
     def register(fn: F) -> F:
-        # Help text is rich markup: an opening bracket must be escaped or rich takes it for a tag.
-        lines = [line.replace("[", "\\[") for line in example.strip().splitlines()]
-        epilog = "Example:\n\n" + "\n\n".join(f"  {line}" for line in lines)
-        group.command(name, no_args_is_help=no_args_is_help, epilog=epilog)(handled(fn))
+        # Help is read as Markdown (`rich_markup_mode`), where `[default: ...]` stays text (as rich markup
+        # it would be taken for a tag and vanish) and `code` is shown as code; an example is a code line.
+        epilog = "Example:\n\n" + "\n\n".join(f"`{line}`" for line in example.strip().splitlines())
+        path = "rare" if group.info.name in (None, "rare") else f"rare {group.info.name}"
+        group.command(name, no_args_is_help=no_args_is_help, epilog=epilog)(handled(fn, f"{path} {name}"))
         return fn
 
     return register
 
 
-def group(help: str) -> typer.Typer:
-    """A command group (`rare r2f ...`), built the same way as the root app."""
-    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode="rich")
+def group(name: str, help: str) -> typer.Typer:
+    """A command group (`rare NAME ...`), built the same way as the root app; add it under `name`."""
+    return typer.Typer(name=name, help=help, no_args_is_help=True, rich_markup_mode="markdown")

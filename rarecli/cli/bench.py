@@ -256,7 +256,7 @@ def report(
 
 
 def register(app: typer.Typer) -> None:
-    bench = group("Benchmarks: RareBench (R2F, ICLR 2025).")
+    bench = group("bench", "Benchmarks: RareBench (R2F, ICLR 2025).")
     command(
         bench,
         "rarebench",

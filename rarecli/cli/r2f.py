@@ -231,8 +231,9 @@ def generate(
 
 def register(app: typer.Typer) -> None:
     r2f = group(
+        "r2f",
         "Rare-to-Frequent: an LLM plans frequent stand-ins for rare concepts; the sampler lets them guide the "
-        "early steps."
+        "early steps.",
     )
     command(r2f, "plan", example='rare r2f plan "A hairy frog" --backend llama --llm-model smollm2 > plans.jsonl')(plan)
     command(r2f, "generate", example="rare r2f generate plans.jsonl --model tiny-sd3 --steps 4 -n 2")(generate)

@@ -22,6 +22,7 @@ from rarecli.cli._options import (
 )
 from rarecli.cli._output import Output
 from rarecli.cli._run import command
+from rarecli.log import warn
 
 _OPT = "Optimisation"
 
@@ -33,6 +34,7 @@ class Method(StrEnum):
 
 
 def seedselect(
+    ctx: typer.Context,
     prompt: Annotated[str, typer.Argument(help='Text naming the rare concept, e.g. "tiger cat".')],
     refs: Annotated[
         Path | None,
@@ -188,9 +190,10 @@ def seedselect(
 
     SeedSelect (Samuel et al., AAAI 2024, arXiv 2304.14530) with the NAO initialisation (NeurIPS 2023,
     arXiv 2306.08687). Writes, per image, the optimised seed (.safetensors), the PNG rendered from it
-    (settings embedded) and <stem>.run.json (loss curve, seconds per iteration, peak memory); prints
+    (settings embedded) and `<stem>.run.json` (loss curve, seconds per iteration, peak memory); prints
     the image paths. Ctrl-C stops the optimisation, writes the best seeds found so far and exits 130.
     """
+    _warn_unused(ctx, method)
     # The library is imported here, not at the top: it pulls in numpy, and `rare --help` must stay instant.
     from rarecli.methods.seedselect.config import SeedSelectConfig
     from rarecli.methods.seedselect.run import run
@@ -223,6 +226,23 @@ def seedselect(
     result = run(config, manager)
     # What was found before Ctrl-C is written and printed, then the command exits 130.
     return Output(result.to_json(), result.images, interrupted=result.interrupted)
+
+
+# The options each method does not read: given anyway (on the command line, in RARE_* or the config file),
+# they are named rather than silently ignored.
+_OPTIMISATION = ("refs", "iters", "lr", "semantic_weight", "appearance_weight", "patience", "weight_decay",
+                 "checkpointing", "batch_size", "clip_model", "clip_pretrained")  # fmt: skip
+_UNUSED = {Method.sd: (*_OPTIMISATION, "inversion_steps"), Method.seedselect: ("inversion_steps",)}
+
+
+def _warn_unused(context: typer.Context, method: Method) -> None:
+    given = [
+        "--" + name.replace("_", "-")
+        for name in _UNUSED.get(method, ())
+        if getattr(context.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+    ]
+    if given:
+        warn(f"--method {method.value} does not use {', '.join(given)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,7 @@ import typer
 from rarecli.cli._options import Device, Dtype, Json, Model, Out, Quiet, Revision
 from rarecli.cli._output import Output
 from rarecli.cli._run import command
+from rarecli.errors import InputError
 
 _NAO = "NAO"
 _RENDER = "Rendering"
@@ -31,7 +33,31 @@ class CentroidMethod(StrEnum):
     nao = "nao"
 
 
-_SEED_HELP = "An integer seed (noise drawn with --model's latent shape) or a seed file (.safetensors)."
+_SEED_HELP = (
+    "An integer seed (noise drawn with --model's latent shape), a seed file (.safetensors), or - to read "
+    "seeds from stdin (whitespace-separated, e.g. the path another `rare` command printed)."
+)
+
+
+def _stdin_seeds(args: list[str], each: int | None) -> list[str]:
+    """`args` with each `-` replaced by seeds read from stdin: `each` per `-`, or all of them (None)."""
+    if "-" not in args:
+        return args
+    tokens = sys.stdin.read().split()
+    out: list[str] = []
+    for arg in args:
+        if arg != "-":
+            out.append(arg)
+            continue
+        take = len(tokens) if each is None else each
+        if len(tokens) < take or not tokens:
+            raise InputError("stdin holds fewer seeds than the - arguments ask for", hint="pipe one seed per -")
+        out += tokens[:take]
+        tokens = tokens[take:]
+    if tokens:
+        raise InputError(f"stdin holds {len(tokens)} seed(s) more than the - arguments take")
+    return out
+
 
 Points = Annotated[
     int,
@@ -105,6 +131,7 @@ def interpolate(
     from rarecli.runtime.device import DeviceManager
 
     manager = DeviceManager(device, dtype)
+    a, b = _stdin_seeds([a, b], each=1)
     config = InterpolateConfig(
         a=a,
         b=b,
@@ -159,7 +186,7 @@ def centroid(
 
     manager = DeviceManager(device, dtype)
     config = CentroidConfig(
-        seeds=list(seeds),
+        seeds=_stdin_seeds(list(seeds), each=None if seeds.count("-") == 1 else 1),
         method=method.value,
         n_points=points,
         model=model,

@@ -106,6 +106,7 @@ def encode_text(loaded: LoadedPipeline, prompt: str, guidance: float) -> TextCon
 
     pipe = loaded.pipe
     cfg = guidance > 1.0
+    loaded.check_prompt_length(prompt)
     with torch.no_grad():
         cond, uncond = pipe.encode_prompt(prompt, loaded.manager.device, 1, cfg, negative_prompt=None)
     return TextConditioning(cond.detach(), uncond.detach() if cfg else None, float(guidance))

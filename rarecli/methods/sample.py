@@ -40,6 +40,7 @@ def sample_batch(
     f = pipe.vae_scale_factor
     guidance = family_of(loaded.family).guidance if guidance is None else guidance
     n = latents.shape[0]
+    loaded.check_prompt_length(prompt)
     with torch.inference_mode():
         result = pipe(
             prompt=prompt if n == 1 else [prompt] * n,

@@ -46,6 +46,7 @@ def _encode(loaded: LoadedPipeline, prompt: str, negative: str | None, cfg: bool
     pipe = loaded.pipe
     device = loaded.manager.torch_device
     family = family_of(loaded.family)
+    loaded.check_prompt_length(prompt)
     if family.key == "sd3":
         pos, neg, pooled, neg_pooled = pipe.encode_prompt(
             prompt=prompt,
