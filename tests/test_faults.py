@@ -215,3 +215,43 @@ def test_options_the_method_does_not_use_are_named(tmp_path, refs):
                     "--inner-steps", "1", "--out", str(tmp_path)])  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "Warning: --method sd does not use --refs, --iters" in result.stderr
+
+
+# -- 12. rare bench's exit code, labels and plots ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bench_data(tmp_path_factory) -> Path:
+    from tests.bench_helpers import write_prompts
+
+    return write_prompts(tmp_path_factory.mktemp("prompts"))
+
+
+def _bench_run(out: Path, data: Path, *extra: str) -> list[str]:
+    return ["bench", "rarebench", "--out", str(out), "--model", "tiny-sd", "--steps", "1", "--judge", "clipscore",
+            "--judge-model", "tiny-clip", "--data", str(data), "-c", "S-property", "--limit", "2", "--device", "cpu",
+            *extra]  # fmt: skip
+
+
+def test_a_run_in_which_every_item_failed_is_a_failure(tmp_path, bench_data, capsys):
+    empty = tmp_path / "no-refs"
+    empty.mkdir()
+    assert run(_bench_run(tmp_path / "run", bench_data, "--method", "seedselect", "--refs-root", str(empty))) == 1
+    err = capsys.readouterr().err
+    assert "Error: every item failed (2 of 2)" in err and "no reference folder" in err
+    assert (tmp_path / "run" / "summary.json").is_file()  # the record of what failed is kept
+
+
+def test_runs_are_told_apart_and_a_plot_is_refused_before_any_work(tmp_path, bench_data, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run(_bench_run(a, bench_data, "--quiet")) == 0 and run(_bench_run(b, bench_data, "--quiet")) == 0
+    capsys.readouterr()
+    assert run(["bench", "report", str(a), str(b)]) == 0
+    header = " ".join(capsys.readouterr().err.replace("┃", " ").split())
+    assert "[1] sd tiny-sd (tiny-clip) (a)" in header and "[2] sd tiny-sd (tiny-clip) (b)" in header
+    existing = tmp_path / "plot.png"
+    existing.write_bytes(b"mine")
+    assert run(["bench", "report", str(a), "--plot", str(existing)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and "never overwrites" in err and "RareBench (score" not in err
+    assert existing.read_bytes() == b"mine"

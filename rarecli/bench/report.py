@@ -164,7 +164,7 @@ def build_table(
     table = Table(title="RareBench (score 0-100)", title_justify="left")
     table.add_column("category")
     for i, s in enumerate(summaries, 1):
-        table.add_column(f"[{i}] {s['label']}", justify="right")
+        table.add_column(f"[{i}] {display_label(s)}", justify="right")
     for name in anchors or {}:
         table.add_column(f"paper: {name}", justify="right", style="dim")
     rows = _row_names(summaries, definition)
@@ -234,7 +234,7 @@ def plot(
     if path.exists():
         raise InputError(f"{path} exists; rare never overwrites a file", hint="choose another --plot path")
     rows = [*_row_names(summaries, definition), "overall"]
-    series = [(f"[{i}] {s['label']}", s, False) for i, s in enumerate(summaries, 1)]
+    series = [(f"[{i}] {display_label(s)}", s, False) for i, s in enumerate(summaries, 1)]
     series += [(f"paper: {name}", a, True) for name, a in (anchors or {}).items()]
     width = 0.8 / max(len(series), 1)
     fig, ax = plt.subplots(figsize=(max(8.0, 1.1 * len(rows) + 2), 4.5))
@@ -278,20 +278,37 @@ class ReportResult:
     anchor_warnings: list[str] = field(default_factory=list)
 
 
+def display_label(summary: dict[str, Any]) -> str:
+    """A run's label in a table or a legend: its own, or with its folder's name when another run shown
+    beside it has the same (runs of one configuration)."""
+    return summary.get("_display_label", summary["label"])
+
+
+def _tell_apart(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    labels = [s["label"] for s in summaries]
+    return [
+        {**s, "_display_label": f"{s['label']} ({Path(s['run_dir']).name})"} if labels.count(s["label"]) > 1 else s
+        for s in summaries
+    ]
+
+
 def report_runs(run_dirs: list[Path], plot_path: Path | None = None, with_anchors: bool = False) -> ReportResult:
     """Merge each run's items into its summary.json, print the comparison table, optionally plot."""
     if not run_dirs:
         raise InputError("give at least one run folder")
+    if plot_path is not None and Path(plot_path).exists():  # before any work: the table is not printed for nothing
+        raise InputError(f"{plot_path} exists; rare never overwrites a file", hint="choose another --plot path")
     definition = load_definition()
     paths, summaries = [], []
     for run_dir in run_dirs:
         path, summary = write_summary(Path(run_dir))
         paths.append(path)
         summaries.append(summary)
+    shown = _tell_apart(summaries)
     anchors = anchor_table(definition) if with_anchors else None
-    print_table(summaries, anchors, definition)
+    print_table(shown, anchors, definition)
     cautions = anchor_warnings(summaries, definition) if with_anchors else []
     for line in cautions:
         warn(line)  # shown under --json and --quiet too: it says what the numbers mean
-    written = plot(summaries, plot_path, anchors, definition) if plot_path is not None else None
+    written = plot(shown, plot_path, anchors, definition) if plot_path is not None else None
     return ReportResult(paths, summaries, anchors, written, cautions)

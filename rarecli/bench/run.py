@@ -326,6 +326,16 @@ def run_benchmark(config: RunConfig) -> RunResult:
     if state.is_main_process:
         result.summary_path, result.summary = write_summary(run_dir)
         print_table([result.summary], None, definition)
+        overall = result.summary["overall"]
+        if overall["ok"] == 0 and overall["failed"]:
+            first = result.summary["failures"][0]
+            error = RareError(
+                f"every item failed ({overall['failed']} of {overall['expected'] or overall['failed']}); "
+                f"first, at {first['stage']}: {first['reason']}",
+                hint="fix the cause, then run again with --retry-failed",
+            )
+            error.written = [result.summary_path]
+            raise error
     return result
 
 
