@@ -21,46 +21,85 @@ from typing import Any
 from rarecli.errors import RareError
 
 
-def load_config(path: Path) -> dict[str, Any]:
+def load_config(path: Path, explicit: bool = False) -> dict[str, Any]:
+    """The config file's mapping; {} when there is none. `explicit`: the path was named (RARE_CONFIG),
+    so a missing file is an error, not an absent config."""
     if not path.is_file():
+        if explicit:
+            raise RareError(f"RARE_CONFIG names {path}, which does not exist", hint="create it, or unset RARE_CONFIG")
         return {}
     # Imported only when a config file exists: every command's --help passes through here.
     import yaml
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
         raise RareError(f"cannot read config file {path}: {exc}", hint="fix or remove it, or set RARE_CONFIG") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise RareError(f"config file {path} must hold a mapping at the top level")
+        raise RareError(f"config file {path} must hold a mapping at the top level", hint="see the README's Settings")
     return data
 
 
-def default_map(command, config: dict[str, Any]) -> dict[str, Any]:
-    """Build click's default_map for `command`'s subtree from a config mapping."""
-    config = _normalise(config)
-    shared = {k: v for k, v in config.items() if not isinstance(v, dict)}
+def default_map(command: Any, config: dict[str, Any], path: Path | str = "config", ctx: Any = None) -> dict[str, Any]:
+    """Click's default_map for `command`'s subtree from a config mapping, every key and value checked:
+    an unknown setting, a section given as a value or a value its option cannot take is a RareError
+    naming the file and the setting (never a complaint about a command-line flag the user did not give).
+    Values are checked when the running command's context `ctx` is given."""
 
-    def build(cmd: Any, section: dict[str, Any]) -> dict[str, Any]:
-        names = {p.name for p in cmd.params}
-        out: dict[str, Any] = {k: v for k, v in shared.items() if k in names}
-        out.update({k: v for k, v in section.items() if not isinstance(v, dict)})
-        if hasattr(cmd, "commands"):  # a group
-            for name, sub in cmd.commands.items():
-                sub_section = section.get(name, {})
-                if not isinstance(sub_section, dict):
-                    raise RareError(f"config: `{name}` must be a mapping of option names to values")
-                out[name] = build(sub, sub_section)
+    def fail(message: str, hint: str | None = None) -> RareError:
+        return RareError(f"config file {path}: {message}", hint=hint or "see the README's Settings and `rare --help`")
+
+    def options(cmd: Any) -> dict[str, Any]:
+        return {p.name: p for p in cmd.params if getattr(p, "param_type_name", "") == "option"}
+
+    def everywhere(cmd: Any) -> set[str]:
+        names = set(options(cmd))
+        for sub in getattr(cmd, "commands", {}).values():
+            names |= everywhere(sub)
+        return names
+
+    def check(param: Any, value: Any, where: str) -> None:
+        if ctx is None:
+            return
+        try:  # the option's own conversion and callback, as for a value given on the command line
+            param.process_value(ctx, value)
+        except Exception as exc:  # click's BadParameter (typer runs on a click of its own)
+            raise fail(f"`{where}`: {getattr(exc, 'message', exc)}") from None
+
+    def build(cmd: Any, section: dict[str, Any], where: list[str], shared: dict[str, Any]) -> dict[str, Any]:
+        opts, subs = options(cmd), getattr(cmd, "commands", {})
+        here = everywhere(cmd)
+        out: dict[str, Any] = {}
+        shared = dict(shared)
+        for key, value in section.items():
+            name, dotted = str(key).replace("-", "_"), ".".join([*where, str(key)])
+            if key in subs:
+                if not isinstance(value, dict):
+                    raise fail(f"`{dotted}` must be a section: a mapping of option names to values")
+            elif isinstance(value, dict):
+                raise fail(f"unknown section `{dotted}`", hint=_suggest(key, subs))
+            elif name in opts:
+                check(opts[name], value, dotted)
+                out[name] = value
+            elif name in here:  # an option of commands below: shared by this subtree
+                shared[name] = (value, dotted)
+            else:
+                raise fail(f"unknown setting `{dotted}`", hint=_suggest(key, [n.replace("_", "-") for n in here]))
+        for name, (value, dotted) in shared.items():
+            if name in opts and name not in out:
+                check(opts[name], value, dotted)
+                out[name] = value
+        for name, sub in subs.items():
+            out[name] = build(sub, section.get(name) or {}, [*where, name], shared)
         return out
 
-    return build(command, {k: v for k, v in config.items() if isinstance(v, dict)})
+    return build(command, config, [], {})
 
 
-def _normalise(section: dict[str, Any]) -> dict[str, Any]:
-    # Users write option names as on the command line (inner-steps); click keys them inner_steps.
-    return {
-        str(k).replace("-", "_") if not isinstance(v, dict) else str(k): (_normalise(v) if isinstance(v, dict) else v)
-        for k, v in section.items()
-    }
+def _suggest(key: Any, known: Any) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1)
+    return f"did you mean {close[0]}?" if close else None

@@ -16,7 +16,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 # seedselect took 18 s with one thread, 267 s with two, beside one busy process on 2 cores).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RARE_CACHE_DIR", tempfile.mkdtemp(prefix="rare-test-cache-"))
-os.environ["RARE_CONFIG"] = os.path.join(os.environ["RARE_CACHE_DIR"], "no-config.yaml")
+# An empty config of the tests' own, so a developer's ~/.config/rare/config.yaml never changes a test.
+os.environ["RARE_CONFIG"] = os.path.join(os.environ["RARE_CACHE_DIR"], "config.yaml")
+Path(os.environ["RARE_CONFIG"]).write_text("# empty: the tests' own config\n", encoding="utf-8")
 os.environ.pop("RARE_DEBUG", None)
 
 REPO = Path(__file__).resolve().parent.parent

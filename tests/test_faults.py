@@ -255,3 +255,42 @@ def test_runs_are_told_apart_and_a_plot_is_refused_before_any_work(tmp_path, ben
     err = capsys.readouterr().err
     assert err.startswith("Error: ") and "never overwrites" in err and "RareBench (score" not in err
     assert existing.read_bytes() == b"mine"
+
+
+# -- 9. config mistakes --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("itres: 3\n", "unknown setting `itres`"),
+        ("seedselect:\n  inner_step: 4\n", "unknown setting `seedselect.inner_step`"),
+        ("seedselect: 5\n", "`seedselect` must be a section"),
+        ("seedselect:\n  iters: many\n", "`seedselect.iters`: Input should be a valid integer"),
+        ("device: gpu\n", "`device`: 'gpu' is not one of auto, cpu, cuda"),
+        ("r2f:\n  generate:\n    steps: [1, 2]\n", "`r2f.generate.steps`"),
+    ],
+)
+def test_config_mistakes_are_named_with_the_file(tmp_path, monkeypatch, capsys, text, expected):
+    config = tmp_path / "config.yaml"
+    config.write_text(text, encoding="utf-8")
+    monkeypatch.setenv("RARE_CONFIG", str(config))
+    assert run(["interpolate", "1", "2", "--model", "tiny-sd", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"Error: config file {config}: ") and expected in err, err
+    assert "Invalid value for" not in err
+
+
+def test_a_config_suggests_the_setting_meant(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text("seedselect:\n  inner-step: 4\n", encoding="utf-8")
+    monkeypatch.setenv("RARE_CONFIG", str(config))
+    assert run(["models"]) == 1
+    assert "Hint: did you mean inner-steps?" in capsys.readouterr().err
+
+
+def test_a_missing_config_file_named_by_rare_config_is_an_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RARE_CONFIG", str(tmp_path / "nope.yaml"))
+    assert run(["models"]) == 1
+    err = capsys.readouterr().err
+    assert f"RARE_CONFIG names {tmp_path / 'nope.yaml'}, which does not exist" in err

@@ -59,12 +59,13 @@ def test_settings_precedence_flag_env_config_default(tmp_path, monkeypatch):
     runner = CliRunner()
     monkeypatch.delenv("RARE_DEVICE", raising=False)
     assert runner.invoke(app, ["show"]).output.split() == ["auto", "20"]
-    (tmp_path / "c.yaml").write_text("device: cfg-dev\nshow:\n  inner-steps: 7\n")
-    assert runner.invoke(app, ["show"]).output.split() == ["cfg-dev", "7"]
-    monkeypatch.setenv("RARE_DEVICE", "env-dev")
-    assert runner.invoke(app, ["show"]).output.split() == ["env-dev", "7"]
-    assert runner.invoke(app, ["show", "--device", "flag-dev", "--inner-steps", "3"]).output.split() == [
-        "flag-dev",
+    # Three spellings --device accepts (whether the machine has them is checked when a command runs).
+    (tmp_path / "c.yaml").write_text("device: cuda:1\nshow:\n  inner-steps: 7\n")
+    assert runner.invoke(app, ["show"]).output.split() == ["cuda:1", "7"]
+    monkeypatch.setenv("RARE_DEVICE", "cuda:2")
+    assert runner.invoke(app, ["show"]).output.split() == ["cuda:2", "7"]
+    assert runner.invoke(app, ["show", "--device", "cuda:3", "--inner-steps", "3"]).output.split() == [
+        "cuda:3",
         "3",
     ]
 

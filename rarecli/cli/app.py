@@ -6,6 +6,7 @@ heavy is imported here: `rare --help` must not import torch or numpy.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -40,9 +41,10 @@ def _root(
     ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    config = load_config(config_file())
+    path = config_file()
+    config = load_config(path, explicit="RARE_CONFIG" in os.environ)
     if config:
-        ctx.default_map = default_map(ctx.command, config)
+        ctx.default_map = default_map(ctx.command, config, path, ctx)
 
 
 for _module in (seedselect, seedspace, r2f, bench, models, env):
