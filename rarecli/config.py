@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from rarecli.errors import RareError
+from rarecli.io.inputs import read_text
+
+MAX_CONFIG_BYTES = 2**20
 
 
 def load_config(path: Path, explicit: bool = False) -> dict[str, Any]:
@@ -31,9 +34,10 @@ def load_config(path: Path, explicit: bool = False) -> dict[str, Any]:
     # Imported only when a config file exists: every command's --help passes through here.
     import yaml
 
+    text = read_text(path, "config file", limit=MAX_CONFIG_BYTES)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
         raise RareError(f"cannot read config file {path}: {exc}", hint="fix or remove it, or set RARE_CONFIG") from exc
     if data is None:
         return {}

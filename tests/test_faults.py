@@ -294,3 +294,48 @@ def test_a_missing_config_file_named_by_rare_config_is_an_error(tmp_path, monkey
     assert run(["models"]) == 1
     err = capsys.readouterr().err
     assert f"RARE_CONFIG names {tmp_path / 'nope.yaml'}, which does not exist" in err
+
+
+# -- 10. hand-written and hostile plan files -----------------------------------------------------------
+
+HAND_PLAN = {"prompt": "a hairy frog", "concepts": [{"rare": "hairy frog", "frequent": "hairy dog", "level": 3}]}
+
+
+def test_hand_written_plans_need_no_provenance_and_may_start_with_a_bom(tmp_path):
+    from rarecli.methods.r2f.plans import read_plans
+
+    bare = tmp_path / "bare.json"
+    bare.write_bytes(b"\xef\xbb\xbf" + json.dumps(HAND_PLAN).encode())  # a BOM, as some editors write
+    noted = tmp_path / "noted.jsonl"
+    noted.write_text(json.dumps({**HAND_PLAN, "llm": {"backend": "written by hand"}}) + "\n", encoding="utf-8")
+    for path in (bare, noted):
+        (plan,) = read_plans(str(path))
+        assert plan.prompt == "a hairy frog" and plan.concepts[0].frequent == "hairy dog"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("[" * 5000 + "]" * 5000, "nested deeper than 32 levels"),
+        (json.dumps({**HAND_PLAN, "llm": {"raw": "r" * 100_000}}), "$.llm.raw: longer than 65536 characters"),
+        (b"\xff\xfe not text", "is not UTF-8 text"),
+    ],
+    ids=["deep", "huge-record", "not-utf8"],
+)
+def test_hostile_plan_files_are_refused_with_one_line(tmp_path, content, expected):
+    path = tmp_path / "plan.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    result = _rare(["r2f", "generate", str(path), *TINY, "--out", str(tmp_path / "out")])
+    assert result.returncode == 1 and expected in result.stderr, result.stderr
+    assert "unexpected" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_an_oversized_plan_file_is_refused_before_reading_it_all(tmp_path):
+    from rarecli.errors import InputError
+    from rarecli.methods.r2f.plans import read_plans
+
+    path = tmp_path / "big.jsonl"
+    with open(path, "wb") as fh:
+        fh.truncate(17 * 2**20)  # sparse: 17 MiB of nothing
+    with pytest.raises(InputError, match="larger than 16 MiB"):
+        read_plans(str(path))

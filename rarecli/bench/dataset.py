@@ -22,6 +22,7 @@ from typing import Any
 from rarecli.bench.definition import Category, Definition, PinnedFile
 from rarecli.errors import InputError, RareError
 from rarecli.io.atomic import write_replace, write_text_replace
+from rarecli.io.inputs import read_text
 from rarecli.llm.schema import Plan
 from rarecli.log import info, warn
 from rarecli.methods.r2f.authors import import_plans
@@ -174,7 +175,7 @@ def read_local(definition: Definition, category: Category, folder: Path) -> Prom
             f"prompt file for {category.name} not found: {path}",
             hint=f"--data must hold the RareBench files by their repository names ({category.file}, ...)",
         )
-    text = _decode(path.read_bytes(), str(path))
+    text = _decode(read_text(path, "prompt file", limit=MAX_BYTES).encode("utf-8"), str(path))
     got = sha256_text(text)
     verified = category.sha256 is not None and got == category.sha256
     if category.sha256 is not None and not verified:

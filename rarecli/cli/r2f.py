@@ -25,6 +25,7 @@ from rarecli.cli._options import (
 from rarecli.cli._output import Output
 from rarecli.cli._run import command, group
 from rarecli.errors import InputError
+from rarecli.io.inputs import MAX_TEXT_BYTES, decode, read_text
 
 
 class Backend(StrEnum):
@@ -47,20 +48,13 @@ class ResponseFormat(StrEnum):
 _LLM = "LLM"
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {path}: {exc}") from exc
-
-
 def _prompts(prompt: str | None, file: Path | None) -> list[str]:
     if file is not None and prompt is not None:
         raise InputError("give a PROMPT or --file, not both")
     if file is not None:
-        return _read_text(file).splitlines()
+        return read_text(file, "prompt file").splitlines()
     if prompt == "-":
-        return sys.stdin.read().splitlines()
+        return decode(sys.stdin.buffer.read(MAX_TEXT_BYTES + 1), "stdin").splitlines()
     if prompt is None:
         raise InputError("give a PROMPT, - for stdin, or --file")
     return [prompt]
@@ -151,7 +145,7 @@ def plan(
             raise InputError("give a PROMPT, --file or --import, not several")
         from rarecli.methods.r2f.authors import import_plans
 
-        for imported in import_plans(_read_text(import_file), str(import_file)):
+        for imported in import_plans(read_text(import_file, "plan file"), str(import_file)):
             yield Output(imported.to_json())
         return
     from rarecli.llm.planner import PlannerSettings, plan_prompts

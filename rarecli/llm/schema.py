@@ -29,6 +29,9 @@ SCHEMA_ID = "rare.r2f.plan"
 SCHEMA_VERSION = 2
 MAX_CONCEPTS = 4
 MAX_CHAIN = 8
+# An LLM's answer kept for audit: a plan is a few hundred characters, and this bound keeps a hostile or
+# broken file from putting megabytes into every PNG's metadata.
+MAX_RAW_CHARS = 64 * 1024
 MAX_LEVEL = 5
 MAX_PHRASE_CHARS = 80
 # Grounding enumerates word spans of the prompt; longer spans are not concepts, and the cap keeps the
@@ -100,18 +103,19 @@ PLAN_SCHEMA: dict[str, Any] = {
             "required": ["prompts", "levels"],
             "additionalProperties": False,
         },
+        # How the plan was made, for audit; a hand-written plan may leave it out or say as much as it likes.
         "llm": {
             "type": "object",
             "properties": {
-                "backend": {"type": "string"},
-                "model": {"type": "string"},
-                "template": {"type": "string"},
-                "raw": {"type": "string"},
+                "backend": {"type": "string", "maxLength": 200},
+                "model": {"type": "string", "maxLength": 2000},
+                "template": {"type": "string", "maxLength": 200},
+                "raw": {"type": "string", "maxLength": MAX_RAW_CHARS},
                 "attempts": {"type": "integer", "minimum": 0, "maximum": 100},
                 "cached": {"type": "boolean"},
-                "repairs": {"type": "array", "items": {"type": "string"}},
+                "repairs": {"type": "array", "maxItems": 100, "items": {"type": "string", "maxLength": 500}},
             },
-            "required": ["backend", "model", "template", "raw"],
+            "required": [],
             "additionalProperties": True,
         },
     },
@@ -300,10 +304,10 @@ class Plan:
         record = None
         if llm is not None:
             record = LLMRecord(
-                backend=llm["backend"],
-                model=llm["model"],
-                template=llm["template"],
-                raw=llm["raw"],
+                backend=llm.get("backend", "hand-written"),
+                model=llm.get("model", ""),
+                template=llm.get("template", ""),
+                raw=llm.get("raw", ""),
                 attempts=llm.get("attempts", 1),
                 cached=llm.get("cached", False),
                 repairs=tuple(llm.get("repairs", ())),

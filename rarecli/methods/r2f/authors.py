@@ -19,11 +19,11 @@ table; it is the default for new plans.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from rarecli.errors import InputError
+from rarecli.io.inputs import loads
 from rarecli.llm.schema import MAX_CHAIN, MAX_LEVEL, Chain, Plan
 
 ALTERNATION = 2  # their `alt_step`: even steps the stand-in, odd steps the rare prompt
@@ -66,7 +66,7 @@ def _levels(value: Any, where: str) -> tuple[int, ...]:
 def import_plans(text: str, source: str) -> list[Plan]:
     """The plans of an authors'-format file, one per prompt in file order; InputError naming the entry."""
     try:
-        data = json.loads(text)
+        data = loads(text, source)
     except ValueError as exc:
         raise InputError(f"{source} is not an authors' R2F plan file (not JSON: {exc})") from None
     if not isinstance(data, dict) or not data:

@@ -1,12 +1,13 @@
-"""Reading plans: one JSON document (a plan or a list of plans) or JSON lines, from a file or stdin."""
+"""Reading plans: one JSON document (a plan or a list of plans) or JSON lines, from a file or stdin,
+bounded like every file a user gives rare (`rarecli.io.inputs`: size, encoding, nesting)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from rarecli.errors import InputError
+from rarecli.io.inputs import MAX_TEXT_BYTES, decode, loads, read_text
 from rarecli.llm.schema import Plan
 
 
@@ -16,7 +17,7 @@ def parse_plans(text: str, where: str = "plan") -> list[Plan]:
     if not stripped:
         raise InputError(f"{where} is empty", hint="pipe `rare r2f plan` into `rare r2f generate -`")
     try:
-        whole = json.loads(stripped)
+        whole = loads(stripped, where)
     except ValueError:
         whole = None
     if isinstance(whole, dict):
@@ -28,7 +29,7 @@ def parse_plans(text: str, where: str = "plan") -> list[Plan]:
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
+            data = loads(line, f"{where}, line {number}")
         except ValueError as exc:
             raise InputError(
                 f"{where}, line {number}: not JSON ({exc.msg})",
@@ -41,14 +42,10 @@ def parse_plans(text: str, where: str = "plan") -> list[Plan]:
 def read_plans(source: str) -> list[Plan]:
     """Plans from a file path, or from stdin when `source` is '-'."""
     if source == "-":
-        return parse_plans(sys.stdin.read(), "stdin")
+        return parse_plans(decode(sys.stdin.buffer.read(MAX_TEXT_BYTES + 1), "stdin"), "stdin")
     path = Path(source).expanduser()
     if not path.is_file():
         raise InputError(
             f"plan file not found: {source}", hint="pass a file written by `rare r2f plan`, or - for stdin"
         )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read plan file {path}: {exc}") from exc
-    return parse_plans(text, str(path))
+    return parse_plans(read_text(path, "plan file"), str(path))

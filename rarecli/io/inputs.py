@@ -1,0 +1,66 @@
+"""Reading the files a user hands to rare (plans, prompt lists, configs), bounded: a size cap, UTF-8
+with or without a byte-order mark, and JSON nested no deeper than any real plan, each refused with an
+error that names the file, never a crash or a multi-megabyte PNG chunk further on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rarecli.errors import InputError
+
+MAX_TEXT_BYTES = 16 * 2**20  # a plan file of every RareBench prompt is ~0.5 MB
+MAX_JSON_DEPTH = 32  # a plan nests 4 deep
+
+
+def decode(raw: bytes, where: str, limit: int = MAX_TEXT_BYTES) -> str:
+    if len(raw) > limit:
+        raise InputError(f"{where} is larger than {limit // 2**20} MiB", hint="is it the right file?")
+    try:
+        return raw.decode("utf-8-sig")  # a leading BOM (as some editors write) is not content
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{where} is not UTF-8 text ({exc.reason} at byte {exc.start})", hint="save it as UTF-8") from None
+
+
+def read_text(path: Path, what: str = "file", limit: int = MAX_TEXT_BYTES) -> str:
+    """The text of `path`, bounded; InputError naming it for a missing, unreadable, huge or non-UTF-8 file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(limit + 1)
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    return decode(raw, f"{what} {path}", limit)
+
+
+def json_depth(text: str) -> int:
+    """How deep the arrays and objects of a JSON text nest (strings skipped), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def loads(text: str, where: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """json.loads, refusing a document nested deeper than `max_depth` (Python's parser would recurse
+    until it crashed) with an InputError naming `where`; a syntax error is a ValueError, as json's."""
+    if json_depth(text) > max_depth:
+        raise InputError(f"{where}: JSON nested deeper than {max_depth} levels: not a file rare writes")
+    return json.loads(text)
