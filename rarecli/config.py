@@ -15,6 +15,7 @@ section per command (nested for groups), e.g.::
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,5 @@ def default_map(command: Any, config: dict[str, Any], path: Path | str = "config
 
 
 def _suggest(key: Any, known: Any) -> str | None:
-    import difflib
-
     close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1)
     return f"did you mean {close[0]}?" if close else None

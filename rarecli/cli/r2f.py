@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
@@ -25,7 +24,7 @@ from rarecli.cli._options import (
 from rarecli.cli._output import Output
 from rarecli.cli._run import command, group
 from rarecli.errors import InputError
-from rarecli.io.inputs import MAX_TEXT_BYTES, decode, read_text
+from rarecli.io.inputs import read_stdin, read_text
 
 
 class Backend(StrEnum):
@@ -54,7 +53,7 @@ def _prompts(prompt: str | None, file: Path | None) -> list[str]:
     if file is not None:
         return read_text(file, "prompt file").splitlines()
     if prompt == "-":
-        return decode(sys.stdin.buffer.read(MAX_TEXT_BYTES + 1), "stdin").splitlines()
+        return read_stdin().splitlines()
     if prompt is None:
         raise InputError("give a PROMPT, - for stdin, or --file")
     return [prompt]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +12,7 @@ from rarecli.cli._options import Device, Dtype, Json, Model, Out, Quiet, Revisio
 from rarecli.cli._output import Output
 from rarecli.cli._run import command
 from rarecli.errors import InputError
+from rarecli.io.inputs import read_stdin
 
 _NAO = "NAO"
 _RENDER = "Rendering"
@@ -43,7 +43,7 @@ def _stdin_seeds(args: list[str], each: int | None) -> list[str]:
     """`args` with each `-` replaced by seeds read from stdin: `each` per `-`, or all of them (None)."""
     if "-" not in args:
         return args
-    tokens = sys.stdin.read().split()
+    tokens = read_stdin().split()
     out: list[str] = []
     for arg in args:
         if arg != "-":

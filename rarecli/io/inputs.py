@@ -5,6 +5,7 @@ error that names the file, never a crash or a multi-megabyte PNG chunk further o
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,17 @@ def decode(raw: bytes, where: str, limit: int = MAX_TEXT_BYTES) -> str:
         return raw.decode("utf-8-sig")  # a leading BOM (as some editors write) is not content
     except UnicodeDecodeError as exc:
         raise InputError(f"{where} is not UTF-8 text ({exc.reason} at byte {exc.start})", hint="save it as UTF-8") from None
+
+
+def read_stdin(limit: int = MAX_TEXT_BYTES) -> str:
+    """Standard input as text, bounded like a file (bytes when it has them, so a BOM is dropped too)."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is not None:
+        return decode(buffer.read(limit + 1), "stdin", limit)
+    text = sys.stdin.read(limit + 1)
+    if len(text) > limit:
+        raise InputError(f"stdin holds more than {limit // 2**20} MiB", hint="is it the right input?")
+    return text.removeprefix("\ufeff")
 
 
 def read_text(path: Path, what: str = "file", limit: int = MAX_TEXT_BYTES) -> str:

@@ -3,11 +3,10 @@ bounded like every file a user gives rare (`rarecli.io.inputs`: size, encoding, 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from rarecli.errors import InputError
-from rarecli.io.inputs import MAX_TEXT_BYTES, decode, loads, read_text
+from rarecli.io.inputs import loads, read_stdin, read_text
 from rarecli.llm.schema import Plan
 
 
@@ -42,7 +41,7 @@ def parse_plans(text: str, where: str = "plan") -> list[Plan]:
 def read_plans(source: str) -> list[Plan]:
     """Plans from a file path, or from stdin when `source` is '-'."""
     if source == "-":
-        return parse_plans(decode(sys.stdin.buffer.read(MAX_TEXT_BYTES + 1), "stdin"), "stdin")
+        return parse_plans(read_stdin(), "stdin")
     path = Path(source).expanduser()
     if not path.is_file():
         raise InputError(
