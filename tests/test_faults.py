@@ -339,3 +339,45 @@ def test_an_oversized_plan_file_is_refused_before_reading_it_all(tmp_path):
         fh.truncate(17 * 2**20)  # sparse: 17 MiB of nothing
     with pytest.raises(InputError, match="larger than 16 MiB"):
         read_plans(str(path))
+
+
+# -- 8. images too large to decode ---------------------------------------------------------------------
+
+
+def _png_claiming(path: Path, width: int, height: int) -> Path:
+    """A small PNG whose header claims `width` x `height` pixels (what a decoder would have to allocate)."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    Image.new("L", (4, 4)).save(path)
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", width, height)  # IHDR width and height
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # IHDR checksum
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_references_too_large_to_decode_are_skipped_with_a_warning(tmp_path, capsys):
+    from PIL import Image
+
+    from rarecli.methods.seedselect.references import load_references
+
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(tmp_path / "a-small.png")
+    _png_claiming(tmp_path / "bomb.png", 20_000, 20_000)  # 400 MP: Pillow itself refuses to open it
+    _png_claiming(tmp_path / "huge.png", 9_000, 9_000)  # 81 MP: Pillow would decode it, 240 MB of RGB
+    refs = load_references(tmp_path)
+    assert [r.path.name for r in refs] == ["a-small.png"]
+    err = " ".join(capsys.readouterr().err.split())
+    assert "skipping reference bomb.png" in err and "skipping reference huge.png: 9000x9000 pixels" in err
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_size(tmp_path):
+    from PIL import Image
+
+    from rarecli.io.images import read_rgb
+
+    Image.new("RGB", (4000, 3000), (10, 200, 10)).save(tmp_path / "big.jpg", quality=50)
+    image = read_rgb(tmp_path / "big.jpg", max_side=512)
+    assert 512 <= min(image.size) and max(image.size) < 4000  # JPEG's draft mode: decoded at 1/2, 1/4...

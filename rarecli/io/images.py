@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from PIL import Image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+# The most pixels rare decodes from one image (an 8192 x 8192 photo): a larger one is refused before it
+# is decoded, since decoding alone would cost gigabytes (Pillow's own limit, 179 MP, is an error).
+MAX_PIXELS = 8192 * 8192
 
 
 def a1111_parameters(prompt: str, settings: Mapping[str, Any], negative: str | None = None) -> str:
@@ -79,26 +82,35 @@ def read_metadata(path: Path) -> dict[str, Any]:
     return out
 
 
-def open_image(path: Path) -> Image.Image:
-    """Open and fully decode an image; InputError for a missing, non-image or truncated file."""
-
+def open_image(path: Path, max_side: int | None = None) -> Image.Image:
+    """Open and fully decode an image; InputError for a missing, non-image, truncated or oversized file
+    (over MAX_PIXELS, found from its header before anything is decoded). With `max_side`, a JPEG larger
+    than that is decoded at a reduced scale (its draft mode: 1/2, 1/4 or 1/8, never below `max_side`)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"not a file: {path}")
     try:
         image = Image.open(path)
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise InputError(f"{width}x{height} pixels is more than rare decodes ({MAX_PIXELS // 2**20} MP)")
+        if max_side is not None and image.format == "JPEG" and min(width, height) > 2 * max_side:
+            scale = min(width, height) / max_side
+            image.draft("RGB", (int(width / scale), int(height / scale)))
         image.load()  # decoding everything now is what detects a truncated file
     except UnidentifiedImageError as exc:
         raise InputError(f"not an image file: {path}") from exc
+    except Image.DecompressionBombError as exc:  # Pillow refuses it before rare could measure it
+        raise InputError(f"too large to decode safely ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"corrupt or truncated image: {path} ({exc})") from exc
     return image
 
 
-def read_rgb(path: Path) -> Image.Image:
+def read_rgb(path: Path, max_side: int | None = None) -> Image.Image:
     """An image as 8-bit RGB: palette, grey, 16-bit and alpha images are converted (alpha over white)."""
 
-    image = open_image(path)
+    image = open_image(path, max_side)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -112,7 +124,9 @@ def read_rgb(path: Path) -> Image.Image:
     return image.convert("RGB")
 
 
-def read_image_folder(folder: Path) -> tuple[list[tuple[Path, Image.Image]], list[tuple[Path, str]]]:
+def read_image_folder(
+    folder: Path, max_side: int | None = None
+) -> tuple[list[tuple[Path, Image.Image]], list[tuple[Path, str]]]:
     """Every readable image in `folder` (sorted by name), and (path, reason) for each file skipped.
 
     Hidden files are ignored. The caller decides whether skipped files are warnings or an error.
@@ -126,7 +140,7 @@ def read_image_folder(folder: Path) -> tuple[list[tuple[Path, Image.Image]], lis
     skipped: list[tuple[Path, str]] = []
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
         try:
-            images.append((path, read_rgb(path)))
+            images.append((path, read_rgb(path, max_side)))
         except InputError as exc:
             skipped.append((path, exc.message))
     return images, skipped

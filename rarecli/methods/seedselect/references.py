@@ -42,6 +42,11 @@ if TYPE_CHECKING:
     from rarecli.backbones.loading import LoadedPipeline
 
 
+# References are fitted to the model's resolution (1024 at most) and CLIP's (224): a JPEG is decoded no
+# larger than twice this, which keeps a 50 MP photo from costing hundreds of megabytes.
+REFERENCE_SIDE = 1024
+
+
 @dataclass
 class Reference:
     path: Path
@@ -62,7 +67,7 @@ def load_references(folder: Path | None) -> list[Reference]:
         )
     hint = "put a few PNG or JPEG images of the concept in the folder"
     try:
-        images, skipped = read_image_folder(Path(folder))
+        images, skipped = read_image_folder(Path(folder), max_side=REFERENCE_SIDE)
     except InputError as exc:
         raise InputError(exc.message, hint=exc.hint or "--refs takes a folder of images of the concept") from exc
     if not images:
