@@ -381,3 +381,53 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_size(tmp_path):
     Image.new("RGB", (4000, 3000), (10, 200, 10)).save(tmp_path / "big.jpg", quality=50)
     image = read_rgb(tmp_path / "big.jpg", max_side=512)
     assert min(image.size) >= 512 and max(image.size) < 4000  # JPEG's draft mode: decoded at 1/2, 1/4...
+
+
+# -- 11. options checked before any model loads --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--seed", str(2**70)], ["--lr", "0"], ["--iters", "0"], ["--guidance", "-1"]],
+    ids=["seed", "lr", "iters", "guidance"],
+)
+def test_out_of_range_options_are_usage_errors(tmp_path, option, capsys):
+    args = ["seedselect", "a frog", "--refs", str(tmp_path), *TINY, "--out", str(tmp_path / "out"), *option]
+    assert run(args) == 2
+    assert "Invalid value" in capsys.readouterr().err
+
+
+def test_a_model_a_method_cannot_use_is_refused_before_its_weights_load(tmp_path, refs, capsys):
+    from rarecli.runtime.cache import MODEL_CACHE
+
+    run(["models"])  # builds nothing, but makes the embedded backbones' folders known
+    loaded_before = set(MODEL_CACHE._items)
+    args = ["seedselect", "a frog", "--refs", str(refs), "--model", "tiny-sd3", "--device", "cpu"]
+    assert run([*args, "--out", str(tmp_path / "out")]) == 1
+    assert "is a StableDiffusion3Pipeline; seedselect needs" in capsys.readouterr().err
+    assert set(MODEL_CACHE._items) == loaded_before  # nothing was loaded to find out
+
+
+# -- 7. Hub models offline -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["interpolate", "1", "2"],  # the default model, a Hub id
+        ["centroid", "1", "2", "--model", "stabilityai/stable-diffusion-2-1-base"],
+        ["seedselect", "a frog", "--method", "sd", "--model", "stabilityai/stable-diffusion-2-1-base"],
+    ],
+    ids=["interpolate", "centroid", "seedselect"],
+)
+def test_a_hub_model_offline_is_one_clear_error(tmp_path, args):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf")}
+    result = _rare([*args, "--out", str(tmp_path / "out")], env=env)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines == [
+        "Error: stabilityai/stable-diffusion-2-1-base is not in the local Hugging Face cache and the Hub cannot be "
+        "reached",
+        "Hint: download it once while online (HF_HUB_OFFLINE unset), pass a local folder, or use an embedded "
+        "model (`rare models`)",
+    ], result.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RemoteEntryNotFoundError
 
 from rarecli.backbones.families import find_family
 from rarecli.backbones.registry import EMBEDDED, ensure_built
@@ -21,7 +21,7 @@ from rarecli.errors import InputError, RareError, explain
 from rarecli.log import warn
 from rarecli.runtime.cache import MODEL_CACHE
 from rarecli.runtime.device import DeviceManager
-from rarecli.runtime.quiet import quiet_libraries
+from rarecli.runtime.quiet import quiet_hub, quiet_libraries
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,26 @@ def resolve(model: str, revision: str | None = None, kind: str = "pipeline") -> 
     return ModelRef(model, "hub", model, revision=revision)
 
 
+def hub_error(model: str, exc: BaseException) -> RareError:
+    """What a failure to reach a Hub model means, the same for every command: not in the local cache and
+    no Hub (offline, no network), gated, missing, or something else said in one line."""
+    known = explain(exc)
+    text = str(exc)
+    offline = known is not None and "local Hugging Face cache" in known.message
+    if offline or "cached" in text or "offline" in text or "connect" in text.lower() or "resolve" in text.lower():
+        return RareError(
+            f"{model} is not in the local Hugging Face cache and the Hub cannot be reached",
+            hint="download it once while online (HF_HUB_OFFLINE unset), pass a local folder, or use an "
+            "embedded model (`rare models`)",
+        )
+    if known is not None:
+        return known
+    return RareError(
+        f"cannot load {model} from the Hub: {text.splitlines()[0] if text else exc!r}",
+        hint="check the model id and your network; HF_TOKEN for gated models",
+    )
+
+
 def _download(ref: ModelRef) -> ModelRef:
     """Fetch (or find in the HF cache) a Hub pipeline; records the exact commit used."""
     from diffusers import DiffusionPipeline
@@ -82,20 +102,7 @@ def _download(ref: ModelRef) -> ModelRef:
     try:
         folder = DiffusionPipeline.download(ref.location, revision=ref.revision)
     except Exception as exc:
-        known = explain(exc)
-        if known is not None:
-            raise known from exc
-        text = str(exc)
-        if "cached" in text or "offline" in text or "connect" in text.lower():
-            raise RareError(
-                f"{ref.location} is not in the local Hugging Face cache and the Hub cannot be reached",
-                hint="download it once while online (HF_HUB_OFFLINE unset), pass a local folder, or use an "
-                "embedded model (`rare models`)",
-            ) from exc
-        raise RareError(
-            f"cannot load {ref.location} from the Hub: {text.splitlines()[0] if text else exc!r}",
-            hint="check the model id and your network; HF_TOKEN for gated models",
-        ) from exc
+        raise hub_error(ref.location, exc) from exc
     commit = Path(folder).name if Path(folder).parent.name == "snapshots" else ref.revision
     return ModelRef(ref.name, "hub", str(folder), revision=commit)
 
@@ -135,6 +142,10 @@ def load_pipeline(
 ) -> LoadedPipeline:
     """Load (once per process) and place a pipeline; checks its class is one `purpose` supports."""
     ref = resolve(model, revision)
+    if families is not None:  # from model_index.json alone, before any weights are read
+        declared = (_read_config(ref, "model_index.json") or {}).get("_class_name")
+        if declared is not None and declared not in families:
+            raise _wrong_family(model, declared, families, purpose)
     key = ("pipeline", ref.source, ref.location, ref.revision, manager.key)
 
     def load() -> LoadedPipeline:
@@ -149,20 +160,31 @@ def load_pipeline(
 
     loaded = MODEL_CACHE.get(key, load)
     if families is not None and loaded.family not in families:
-        raise RareError(
-            f"{model} is a {loaded.family}; {purpose} needs one of: {', '.join(sorted(families))}",
-            hint="choose another --model",
-        )
+        raise _wrong_family(model, loaded.family, families, purpose)
     return loaded
 
 
-def _read_config(ref: ModelRef, name: str) -> dict[str, Any] | None:
+def _wrong_family(model: str, family: str, families: Collection[str], purpose: str) -> RareError:
+    return RareError(
+        f"{model} is a {family}; {purpose} needs one of: {', '.join(sorted(families))}",
+        hint="choose another --model",
+    )
 
+
+def _read_config(ref: ModelRef, name: str) -> dict[str, Any] | None:
+    """A JSON config of the model (None when the file is not part of it); a Hub model that cannot be
+    reached is a RareError at the first file, so no command waits on the network file after file."""
     if ref.source == "hub":
         try:
-            path = hf_hub_download(ref.location, name, revision=ref.revision)
-        except EntryNotFoundError:
+            # A short wait for the Hub's answer: without a network each file would otherwise cost minutes.
+            with quiet_hub():
+                path = hf_hub_download(ref.location, name, revision=ref.revision, etag_timeout=5)
+        except LocalEntryNotFoundError as exc:  # (an EntryNotFoundError too): not cached, and no Hub to ask
+            raise hub_error(ref.location, exc) from exc
+        except (EntryNotFoundError, RemoteEntryNotFoundError):  # the repository has no such file
             return None
+        except Exception as exc:  # unreachable, gated, no such repository: said once
+            raise hub_error(ref.location, exc) from exc
     else:
         path = Path(ref.location) / name
         if not path.is_file():

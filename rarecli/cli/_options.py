@@ -90,6 +90,8 @@ Seed = Annotated[
         "--seed",
         "-s",
         min=0,
+        # torch seeds its generators with 64-bit numbers; seeds seed, seed+1, ... must all fit.
+        max=2**63 - 1,
         envvar="RARE_SEED",
         help="Random seed. Noise is drawn on the CPU, so a seed gives the same image on every device.",
     ),

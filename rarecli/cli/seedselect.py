@@ -27,6 +27,12 @@ from rarecli.log import warn
 _OPT = "Optimisation"
 
 
+def _positive(value: float | None) -> float | None:
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"{value} is not above 0")
+    return value
+
+
 class Method(StrEnum):
     sd = "sd"
     seedselect = "seedselect"
@@ -70,7 +76,7 @@ def seedselect(
         float | None,
         typer.Option(
             "--lr",
-            min=0.0,
+            callback=_positive,
             help="Learning rate, divided by 10 from the 4th iteration. Default: 0.1, or 0.05 for nao-seedselect.",
             rich_help_panel=_OPT,
         ),

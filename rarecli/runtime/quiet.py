@@ -26,3 +26,16 @@ def quiet_libraries() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=FutureWarning)
         yield
+
+
+@contextlib.contextmanager
+def quiet_hub() -> Iterator[None]:
+    """The Hub client's own retry and warning lines off for a block (rare says what failed, once),
+    without importing diffusers or transformers as `quiet_libraries` does."""
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
