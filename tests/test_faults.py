@@ -42,6 +42,74 @@ def refs(tmp_path_factory) -> Path:
     return folder
 
 
+# -- 1. loops bounded by a numerical tolerance ---------------------------------------------------------
+
+_GEOMETRY = """
+import sys, torch
+from rarecli.seeds.paths import interpolate
+from rarecli.seeds.centroid import centroid
+z = torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(0)); z = z / z.norm()
+w = torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(1)); w = w / w.norm() * float(sys.argv[1])
+path, _ = interpolate(z, w, 5, "nao")
+c = centroid([z, w], "nao")
+assert torch.isfinite(path).all() and torch.isfinite(c).all()
+print(float(path[0].norm()), float(path[-1].norm()))
+"""
+
+
+@pytest.mark.parametrize("factor", [1e7, 1e12])
+def test_nao_returns_when_seed_norms_differ_by_a_large_factor(factor):
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _GEOMETRY, str(factor)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    start, end = map(float, out.stdout.split())
+    assert start == pytest.approx(1.0) and end == pytest.approx(factor)  # the ends are the seeds
+
+
+# -- 2. degenerate geometry ----------------------------------------------------------------------------
+
+
+def test_undefined_geometry_is_refused_with_what_to_do_instead():
+    import torch
+
+    from rarecli.errors import InputError
+    from rarecli.seeds.centroid import centroid
+    from rarecli.seeds.paths import interpolate, slerp
+
+    z = torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(InputError, match="opposite directions") as info:
+        slerp(z, -z, [0.0, 0.5, 1.0])
+    assert "--method nao" in info.value.hint
+    for method in ("lerp", "lerp-norm", "slerp-norm"):  # LERP half-way between z and -z is the origin
+        with pytest.raises(InputError, match="opposite directions") as info:
+            interpolate(z, -z, 5, method)
+        assert "--method nao" in info.value.hint
+    assert torch.isfinite(interpolate(z, -z, 5, "nao")[0]).all()
+    assert interpolate(z, -z, 4, "lerp")[0].shape == (4, 4, 8, 8)  # no point at the origin: a path
+    for method in ("spherical", "rescaled", "euclidean"):
+        with pytest.raises(InputError, match="cancel out") as info:
+            centroid([z, -z], method)
+        assert "--method nao" in info.value.hint
+    assert torch.isfinite(centroid([z, -z], "nao")).all()  # NAO's centroid of opposite seeds is defined
+
+
+@pytest.mark.parametrize(("command", "method"), [("interpolate", "slerp"), ("centroid", "spherical")])
+def test_opposite_seeds_write_no_all_zero_seed(tmp_path, capsys, command, method):
+    from rarecli.cli.app import run
+    from rarecli.seeds.files import save_seed
+    from rarecli.seeds.noise import noise_from_seed
+
+    z = noise_from_seed(4, (4, 8, 8))
+    a, b = save_seed(tmp_path / "a.safetensors", z), save_seed(tmp_path / "b.safetensors", -z)
+    out = tmp_path / "out"
+    code = run([command, str(a), str(b), "--method", method, "--model", "tiny-sd", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1, captured.err
+    assert "Hint: use --method nao" in captured.err and captured.out == ""
+    assert not out.exists() or not any(out.iterdir())
+
+
 # -- 3. SIGTERM and SIGHUP are Ctrl-C -------------------------------------------------------------------
 
 
@@ -104,24 +172,6 @@ def test_atomic_writes_follow_the_umask(tmp_path):
     assert stat.S_IMODE(a.stat().st_mode) == stat.S_IMODE(b.stat().st_mode) == 0o640
 
 
-# -- 6. a closed stdout pipe ---------------------------------------------------------------------------
-
-
-def test_a_closed_pipe_is_a_quiet_exit(tmp_path):
-    # Many lines on stdout into a reader that stops after the first (`rare ... | head -1`).
-    seeds = [str(i) for i in range(2, 40)]
-    proc = subprocess.Popen(
-        rare_cmd() + ["centroid", "1", *seeds, "--method", "euclidean", "--model", "tiny-sd", "--out", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    proc.stdout.close()  # the reader is gone before rare writes
-    stderr = proc.stderr.read().decode()
-    proc.wait(timeout=300)
-    assert "unexpected" not in stderr and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
-    assert proc.returncode in (0, 141)
-
-
 # -- 5. write failures found early and reported -----------------------------------------------------------
 
 
@@ -165,96 +215,89 @@ def test_a_write_that_fails_says_which_file_and_prints_what_was_written(tmp_path
     assert sorted(out.iterdir()) == sorted(written)  # no half-written strip, no temp file
 
 
-# -- 13. help text, usage errors and hints -------------------------------------------------------------
+# -- 6. a closed stdout pipe ---------------------------------------------------------------------------
 
 
-def test_help_text_keeps_its_brackets_and_every_command_shows_an_example(capsys):
-    assert run(["bench", "rarebench", "--help"]) == 0
-    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
-    assert "[default: the pipeline's own]" in text and "Example" in text
-    for command in (["seedselect"], ["interpolate"], ["centroid"], ["r2f", "plan"], ["r2f", "generate"],
-                    ["bench", "report"], ["models"], ["env"]):  # fmt: skip
-        assert run([*command, "--help"]) == 0
-        assert "Example" in capsys.readouterr().out, command
+def test_a_closed_pipe_is_a_quiet_exit(tmp_path):
+    # Many lines on stdout into a reader that stops after the first (`rare ... | head -1`).
+    seeds = [str(i) for i in range(2, 40)]
+    proc = subprocess.Popen(
+        rare_cmd() + ["centroid", "1", *seeds, "--method", "euclidean", "--model", "tiny-sd", "--out", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader is gone before rare writes
+    stderr = proc.stderr.read().decode()
+    proc.wait(timeout=300)
+    assert "unexpected" not in stderr and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert proc.returncode in (0, 141)
 
 
-def test_every_error_has_a_hint(capsys):
-    assert run(["r2f", "plan", "a frog", "--file", __file__]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("Error: give a PROMPT") and "\nHint: " in err
+# -- 7. Hub models offline -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("option", [["--device", "gpu"], ["--device", "cuda:x"], ["--dtype", "fp8"]])
-def test_a_malformed_device_or_dtype_is_a_usage_error(option, capsys):
-    assert run(["interpolate", "1", "2", "--model", "tiny-sd", *option]) == 2
-    assert "Invalid value" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["interpolate", "1", "2"],  # the default model, a Hub id
+        ["centroid", "1", "2", "--model", "stabilityai/stable-diffusion-2-1-base"],
+        ["seedselect", "a frog", "--method", "sd", "--model", "stabilityai/stable-diffusion-2-1-base"],
+    ],
+    ids=["interpolate", "centroid", "seedselect"],
+)
+def test_a_hub_model_offline_is_one_clear_error(tmp_path, args):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf")}
+    result = _rare([*args, "--out", str(tmp_path / "out")], env=env)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines == [
+        "Error: stabilityai/stable-diffusion-2-1-base is not in the local Hugging Face cache and the Hub cannot be "
+        "reached",
+        "Hint: download it once while online (HF_HUB_OFFLINE unset), pass a local folder, or use an embedded "
+        "model (`rare models`)",
+    ], result.stderr
 
 
-def test_seed_commands_read_seeds_from_stdin(tmp_path):
-    made = _rare(["centroid", "1", "2", "--method", "euclidean", "--model", "tiny-sd", "--out", str(tmp_path)])
-    assert made.returncode == 0, made.stderr
-    seed_file = made.stdout.strip()
-    centre = _rare(["centroid", "-", "--method", "euclidean", "--model", "tiny-sd", "--out", str(tmp_path / "c")],
-                   input=f"3 4\n{seed_file}\n")  # fmt: skip
-    assert centre.returncode == 0, centre.stderr
-    path = _rare(["interpolate", "-", "5", "--method", "slerp", "--steps", "3", "--model", "tiny-sd",
-                  "--out", str(tmp_path / "p")], input=seed_file + "\n")  # fmt: skip
-    assert path.returncode == 0, path.stderr
-    assert len(path.stdout.split()) == 3
+# -- 8. images too large to decode ---------------------------------------------------------------------
 
 
-def test_a_prompt_longer_than_the_text_encoder_reads_is_said(tmp_path):
-    long_prompt = " ".join(["a hairy frog"] * 40)  # 120 words, well over 77 tokens
-    result = _rare(["seedselect", long_prompt, "--method", "sd", *TINY, "--inner-steps", "1", "--out", str(tmp_path)])
-    assert result.returncode == 0, result.stderr
-    assert "Warning: the prompt is " in result.stderr and "77" in result.stderr
+def _png_claiming(path: Path, width: int, height: int) -> Path:
+    """A small PNG whose header claims `width` x `height` pixels (what a decoder would have to allocate)."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    Image.new("L", (4, 4)).save(path)
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", width, height)  # IHDR width and height
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # IHDR checksum
+    path.write_bytes(bytes(data))
+    return path
 
 
-def test_options_the_method_does_not_use_are_named(tmp_path, refs):
-    result = _rare(["seedselect", "a frog", "--method", "sd", "--refs", str(refs), "--iters", "3", *TINY,
-                    "--inner-steps", "1", "--out", str(tmp_path)])  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert "Warning: --method sd does not use --refs, --iters" in result.stderr
+def test_references_too_large_to_decode_are_skipped_with_a_warning(tmp_path, capsys):
+    from PIL import Image
+
+    from rarecli.methods.seedselect.references import load_references
+
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(tmp_path / "a-small.png")
+    _png_claiming(tmp_path / "bomb.png", 20_000, 20_000)  # 400 MP: Pillow itself refuses to open it
+    _png_claiming(tmp_path / "huge.png", 9_000, 9_000)  # 81 MP: Pillow would decode it, 240 MB of RGB
+    refs = load_references(tmp_path)
+    assert [r.path.name for r in refs] == ["a-small.png"]
+    err = " ".join(capsys.readouterr().err.split())
+    assert "skipping reference bomb.png" in err and "skipping reference huge.png: 9000x9000 pixels" in err
 
 
-# -- 12. rare bench's exit code, labels and plots ------------------------------------------------------
+def test_a_large_jpeg_is_decoded_at_a_reduced_size(tmp_path):
+    from PIL import Image
 
+    from rarecli.io.images import read_rgb
 
-@pytest.fixture(scope="module")
-def bench_data(tmp_path_factory) -> Path:
-    from tests.bench_helpers import write_prompts
-
-    return write_prompts(tmp_path_factory.mktemp("prompts"))
-
-
-def _bench_run(out: Path, data: Path, *extra: str) -> list[str]:
-    return ["bench", "rarebench", "--out", str(out), "--model", "tiny-sd", "--steps", "1", "--judge", "clipscore",
-            "--judge-model", "tiny-clip", "--data", str(data), "-c", "S-property", "--limit", "2", "--device", "cpu",
-            *extra]  # fmt: skip
-
-
-def test_a_run_in_which_every_item_failed_is_a_failure(tmp_path, bench_data, capsys):
-    empty = tmp_path / "no-refs"
-    empty.mkdir()
-    assert run(_bench_run(tmp_path / "run", bench_data, "--method", "seedselect", "--refs-root", str(empty))) == 1
-    err = capsys.readouterr().err
-    assert "Error: every item failed (2 of 2)" in err and "no reference folder" in err
-    assert (tmp_path / "run" / "summary.json").is_file()  # the record of what failed is kept
-
-
-def test_runs_are_told_apart_and_a_plot_is_refused_before_any_work(tmp_path, bench_data, capsys):
-    a, b = tmp_path / "a", tmp_path / "b"
-    assert run(_bench_run(a, bench_data, "--quiet")) == 0 and run(_bench_run(b, bench_data, "--quiet")) == 0
-    capsys.readouterr()
-    assert run(["bench", "report", str(a), str(b)]) == 0
-    header = " ".join(capsys.readouterr().err.replace("┃", " ").split())
-    assert "[1] sd tiny-sd (tiny-clip) (a)" in header and "[2] sd tiny-sd (tiny-clip) (b)" in header
-    existing = tmp_path / "plot.png"
-    existing.write_bytes(b"mine")
-    assert run(["bench", "report", str(a), "--plot", str(existing)]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("Error: ") and "never overwrites" in err and "RareBench (score" not in err
-    assert existing.read_bytes() == b"mine"
+    Image.new("RGB", (4000, 3000), (10, 200, 10)).save(tmp_path / "big.jpg", quality=50)
+    image = read_rgb(tmp_path / "big.jpg", max_side=512)
+    assert min(image.size) >= 512 and max(image.size) < 4000  # JPEG's draft mode: decoded at 1/2, 1/4...
 
 
 # -- 9. config mistakes --------------------------------------------------------------------------------
@@ -341,48 +384,6 @@ def test_an_oversized_plan_file_is_refused_before_reading_it_all(tmp_path):
         read_plans(str(path))
 
 
-# -- 8. images too large to decode ---------------------------------------------------------------------
-
-
-def _png_claiming(path: Path, width: int, height: int) -> Path:
-    """A small PNG whose header claims `width` x `height` pixels (what a decoder would have to allocate)."""
-    import struct
-    import zlib
-
-    from PIL import Image
-
-    Image.new("L", (4, 4)).save(path)
-    data = bytearray(path.read_bytes())
-    data[16:24] = struct.pack(">II", width, height)  # IHDR width and height
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # IHDR checksum
-    path.write_bytes(bytes(data))
-    return path
-
-
-def test_references_too_large_to_decode_are_skipped_with_a_warning(tmp_path, capsys):
-    from PIL import Image
-
-    from rarecli.methods.seedselect.references import load_references
-
-    Image.new("RGB", (64, 64), (200, 10, 10)).save(tmp_path / "a-small.png")
-    _png_claiming(tmp_path / "bomb.png", 20_000, 20_000)  # 400 MP: Pillow itself refuses to open it
-    _png_claiming(tmp_path / "huge.png", 9_000, 9_000)  # 81 MP: Pillow would decode it, 240 MB of RGB
-    refs = load_references(tmp_path)
-    assert [r.path.name for r in refs] == ["a-small.png"]
-    err = " ".join(capsys.readouterr().err.split())
-    assert "skipping reference bomb.png" in err and "skipping reference huge.png: 9000x9000 pixels" in err
-
-
-def test_a_large_jpeg_is_decoded_at_a_reduced_size(tmp_path):
-    from PIL import Image
-
-    from rarecli.io.images import read_rgb
-
-    Image.new("RGB", (4000, 3000), (10, 200, 10)).save(tmp_path / "big.jpg", quality=50)
-    image = read_rgb(tmp_path / "big.jpg", max_side=512)
-    assert min(image.size) >= 512 and max(image.size) < 4000  # JPEG's draft mode: decoded at 1/2, 1/4...
-
-
 # -- 11. options checked before any model loads --------------------------------------------------------
 
 
@@ -408,26 +409,93 @@ def test_a_model_a_method_cannot_use_is_refused_before_its_weights_load(tmp_path
     assert set(MODEL_CACHE._items) == loaded_before  # nothing was loaded to find out
 
 
-# -- 7. Hub models offline -----------------------------------------------------------------------------
+# -- 12. rare bench's exit code, labels and plots ------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["interpolate", "1", "2"],  # the default model, a Hub id
-        ["centroid", "1", "2", "--model", "stabilityai/stable-diffusion-2-1-base"],
-        ["seedselect", "a frog", "--method", "sd", "--model", "stabilityai/stable-diffusion-2-1-base"],
-    ],
-    ids=["interpolate", "centroid", "seedselect"],
-)
-def test_a_hub_model_offline_is_one_clear_error(tmp_path, args):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf")}
-    result = _rare([*args, "--out", str(tmp_path / "out")], env=env)
-    assert result.returncode == 1
-    lines = result.stderr.splitlines()
-    assert lines == [
-        "Error: stabilityai/stable-diffusion-2-1-base is not in the local Hugging Face cache and the Hub cannot be "
-        "reached",
-        "Hint: download it once while online (HF_HUB_OFFLINE unset), pass a local folder, or use an embedded "
-        "model (`rare models`)",
-    ], result.stderr
+@pytest.fixture(scope="module")
+def bench_data(tmp_path_factory) -> Path:
+    from tests.bench_helpers import write_prompts
+
+    return write_prompts(tmp_path_factory.mktemp("prompts"))
+
+
+def _bench_run(out: Path, data: Path, *extra: str) -> list[str]:
+    return ["bench", "rarebench", "--out", str(out), "--model", "tiny-sd", "--steps", "1", "--judge", "clipscore",
+            "--judge-model", "tiny-clip", "--data", str(data), "-c", "S-property", "--limit", "2", "--device", "cpu",
+            *extra]  # fmt: skip
+
+
+def test_a_run_in_which_every_item_failed_is_a_failure(tmp_path, bench_data, capsys):
+    empty = tmp_path / "no-refs"
+    empty.mkdir()
+    assert run(_bench_run(tmp_path / "run", bench_data, "--method", "seedselect", "--refs-root", str(empty))) == 1
+    err = capsys.readouterr().err
+    assert "Error: every item failed (2 of 2)" in err and "no reference folder" in err
+    assert (tmp_path / "run" / "summary.json").is_file()  # the record of what failed is kept
+
+
+def test_runs_are_told_apart_and_a_plot_is_refused_before_any_work(tmp_path, bench_data, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run(_bench_run(a, bench_data, "--quiet")) == 0 and run(_bench_run(b, bench_data, "--quiet")) == 0
+    capsys.readouterr()
+    assert run(["bench", "report", str(a), str(b)]) == 0
+    header = " ".join(capsys.readouterr().err.replace("┃", " ").split())
+    assert "[1] sd tiny-sd (tiny-clip) (a)" in header and "[2] sd tiny-sd (tiny-clip) (b)" in header
+    existing = tmp_path / "plot.png"
+    existing.write_bytes(b"mine")
+    assert run(["bench", "report", str(a), "--plot", str(existing)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and "never overwrites" in err and "RareBench (score" not in err
+    assert existing.read_bytes() == b"mine"
+
+
+# -- 13. help text, usage errors and hints -------------------------------------------------------------
+
+
+def test_help_text_keeps_its_brackets_and_every_command_shows_an_example(capsys):
+    assert run(["bench", "rarebench", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert "[default: the pipeline's own]" in text and "Example" in text
+    for command in (["seedselect"], ["interpolate"], ["centroid"], ["r2f", "plan"], ["r2f", "generate"],
+                    ["bench", "report"], ["models"], ["env"]):  # fmt: skip
+        assert run([*command, "--help"]) == 0
+        assert "Example" in capsys.readouterr().out, command
+
+
+def test_every_error_has_a_hint(capsys):
+    assert run(["r2f", "plan", "a frog", "--file", __file__]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: give a PROMPT") and "\nHint: " in err
+
+
+@pytest.mark.parametrize("option", [["--device", "gpu"], ["--device", "cuda:x"], ["--dtype", "fp8"]])
+def test_a_malformed_device_or_dtype_is_a_usage_error(option, capsys):
+    assert run(["interpolate", "1", "2", "--model", "tiny-sd", *option]) == 2
+    assert "Invalid value" in capsys.readouterr().err
+
+
+def test_seed_commands_read_seeds_from_stdin(tmp_path):
+    made = _rare(["centroid", "1", "2", "--method", "euclidean", "--model", "tiny-sd", "--out", str(tmp_path)])
+    assert made.returncode == 0, made.stderr
+    seed_file = made.stdout.strip()
+    centre = _rare(["centroid", "-", "--method", "euclidean", "--model", "tiny-sd", "--out", str(tmp_path / "c")],
+                   input=f"3 4\n{seed_file}\n")  # fmt: skip
+    assert centre.returncode == 0, centre.stderr
+    path = _rare(["interpolate", "-", "5", "--method", "slerp", "--steps", "3", "--model", "tiny-sd",
+                  "--out", str(tmp_path / "p")], input=seed_file + "\n")  # fmt: skip
+    assert path.returncode == 0, path.stderr
+    assert len(path.stdout.split()) == 3
+
+
+def test_a_prompt_longer_than_the_text_encoder_reads_is_said(tmp_path):
+    long_prompt = " ".join(["a hairy frog"] * 40)  # 120 words, well over 77 tokens
+    result = _rare(["seedselect", long_prompt, "--method", "sd", *TINY, "--inner-steps", "1", "--out", str(tmp_path)])
+    assert result.returncode == 0, result.stderr
+    assert "Warning: the prompt is " in result.stderr and "77" in result.stderr
+
+
+def test_options_the_method_does_not_use_are_named(tmp_path, refs):
+    result = _rare(["seedselect", "a frog", "--method", "sd", "--refs", str(refs), "--iters", "3", *TINY,
+                    "--inner-steps", "1", "--out", str(tmp_path)])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Warning: --method sd does not use --refs, --iters" in result.stderr

@@ -37,12 +37,18 @@ def output_error(path: Path, exc: OSError) -> OutputError:
 
 
 def check_writable(folder: Path) -> None:
-    """Create `folder` if needed and prove a file can be written in it, so a run that could not save its
-    results stops now, before any model is loaded or any work is done."""
+    """Prove a file can be written in `folder` (or, where it does not exist yet, in the nearest folder
+    above it, where it would be created), so a run that could not save its results stops now, before any
+    model is loaded or any work is done. Nothing is left behind: a run refused later for bad input
+    must not leave an empty --out."""
     folder = Path(folder)
+    probe_in = folder.absolute()
+    while not probe_in.exists() and probe_in.parent != probe_in:
+        probe_in = probe_in.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".rare-probe-", dir=folder)
+        if not probe_in.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(probe_in))
+        fd, name = tempfile.mkstemp(prefix=".rare-probe-", dir=probe_in)
         os.close(fd)
         os.unlink(name)
     except OSError as exc:

@@ -169,7 +169,24 @@ def centroid(
         out = _spherical(flat)
     else:
         out = torch.stack([_nao_one(flat[i], n_points, generator)[0] for i in range(flat.shape[0])])
+    if method != "nao":
+        _refuse_cancelled(out, flat, method)
     return out.reshape(stacked.shape[1:]).to(stacked.device, stacked.dtype)
+
+
+def _refuse_cancelled(out: torch.Tensor, seeds: torch.Tensor, method: str) -> None:
+    """InputError if a (B, d) mean of (B, k, d) nonzero seeds is (numerically) the origin: the seeds
+    cancel out, so the mean has no direction (and, rescaled, none to give a norm to)."""
+    import torch
+
+    scale = torch.linalg.vector_norm(seeds, dim=-1).mean(-1)
+    cancelled = (torch.linalg.vector_norm(out, dim=-1) < 1e-6 * scale) & (scale > 0)
+    if bool(cancelled.any()):
+        where = "" if cancelled.numel() == 1 else f" (in {int(cancelled.sum())} of {cancelled.numel()} entries)"
+        raise InputError(
+            f"the seeds cancel out{where}: their {method} centroid is the all-zero seed",
+            hint="use --method nao, whose centroid of opposite seeds is defined, or drop a seed",
+        )
 
 
 def centroid_objective(seeds: torch.Tensor | Sequence[torch.Tensor], result: NaoCentroid) -> float:

@@ -142,8 +142,10 @@ def slerp(
 ) -> torch.Tensor:
     """Spherical interpolation: sin((1-t)θ)/sin θ z0 + sin(tθ)/sin θ z1, θ the angle between the seeds.
 
-    Falls back to LERP where |cos θ| > dot_threshold (nearly parallel or opposite seeds), as the
-    implementations NAO compares against do.
+    Falls back to LERP where cos θ > dot_threshold (nearly parallel seeds), as the implementations NAO
+    compares against do. Nearly opposite seeds (cos θ < -dot_threshold) are refused: every great
+    half-circle joins them, so the path is undefined, and the LERP fallback would pass through the
+    all-zero seed.
     """
     import torch
 
@@ -151,6 +153,13 @@ def slerp(
     tt, scalar = _positions(t)
     na, nb = torch.linalg.vector_norm(a, dim=-1), torch.linalg.vector_norm(b, dim=-1)
     cos = ((a * b).sum(-1) / (na * nb).clamp_min(1e-300)).clamp(-1.0, 1.0)
+    opposite = (cos < -dot_threshold) & (na > 0) & (nb > 0)
+    if bool(opposite.any()):
+        where = "" if opposite.numel() == 1 else f" (in {int(opposite.sum())} of {opposite.numel()} entries)"
+        raise InputError(
+            f"the seeds point in opposite directions{where}: SLERP between them is undefined",
+            hint="use --method nao, whose path goes around the origin, or seeds that are not opposite",
+        )
     theta = torch.arccos(cos)[None, :]  # (1, B)
     tt_dev = tt.to(a.device)[:, None]  # (T, 1)
     use_lerp = (cos.abs() > dot_threshold)[None, :] | (na == 0)[None, :] | (nb == 0)[None, :]
@@ -273,7 +282,24 @@ def interpolate(
     fn = {"lerp": lerp, "slerp": slerp, "lerp-norm": lerp, "slerp-norm": slerp}.get(method)
     if fn is None:
         raise InputError(f"unknown interpolation method {method!r}", hint="use one of: " + ", ".join(PATH_METHODS))
-    return fn(z0, z1, t, rescale="endpoints" if method.endswith("-norm") else None), t
+    path = fn(z0, z1, t, rescale="endpoints" if method.endswith("-norm") else None)
+    _refuse_zero_points(path, method)
+    return path, t
+
+
+def _refuse_zero_points(path: torch.Tensor, method: str) -> None:
+    """InputError if a point of a path between nonzero seeds is (numerically) the all-zero seed: no
+    sampler can start from it, and rescaling cannot give it a direction."""
+    import torch
+
+    norms = torch.linalg.vector_norm(path.reshape(path.shape[0], -1).double(), dim=-1)
+    ends = float(torch.minimum(norms[0], norms[-1]))
+    inner = (norms < 1e-6 * ends).nonzero().flatten().tolist()
+    if ends > 0 and inner:
+        raise InputError(
+            f"step {inner[0] + 1} of the {method} path is the all-zero seed: the seeds point in opposite directions",
+            hint="use --method nao, whose path goes around the origin",
+        )
 
 
 def path_nll(path: torch.Tensor) -> torch.Tensor:

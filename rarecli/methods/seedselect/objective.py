@@ -31,6 +31,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rarecli.log import warn
 from rarecli.methods.ddim import checkpointed, decode, trajectory
 
 if TYPE_CHECKING:
@@ -214,6 +215,8 @@ def optimise(
                 break
     except KeyboardInterrupt:
         if done == 0:
+            # Said, as a user who stops a run expects its best seed so far: there is none yet.
+            warn("stopped before the first iteration finished: no seed to keep")
             raise
         interrupted = True
     if stopped:
