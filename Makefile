@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 DEMO   ?= out/demo
 TOY_REFS := rarecli/toyworld/weights/refs
 
-.PHONY: install demo test test-all lint bench-perf toy-world eval-toy clean
+.PHONY: install demo test test-all lint bench-perf toy-world eval-toy eval-toy-augment clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,13 @@ TOY_SS_ITERS ?= 100
 eval-toy:
 	OMP_NUM_THREADS=1 $(BIN)/python -m rarecli.toyworld evaluate --out $(TOY_EVAL) --seeds $(TOY_SEEDS) \
 		--seedselect-iters $(TOY_SS_ITERS)
+
+# Does `rare augment` help a classifier learn the rare digits from their five shots? Generates 100 images
+# per rare digit with plain sampling, SeedSelect and NAO-SeedSelect (half- and whole-path starts) through
+# `rare augment` (resumable), then trains the judge's CNN from 5 seeds per row. Results: docs/toy-augment/.
+TOY_AUGMENT ?= out/toy-augment
+eval-toy-augment:
+	OMP_NUM_THREADS=1 $(BIN)/python -m rarecli.toyworld augment-eval --out $(TOY_AUGMENT)
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache

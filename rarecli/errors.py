@@ -57,3 +57,14 @@ def explain(exc: BaseException) -> RareError | None:
             hint="download it once while online, pass a local folder, or use an embedded model (`rare models`)",
         )
     return None
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line saying why a work item failed, for the record a batch job keeps of it."""
+    known = explain(exc)
+    first = (str(exc).splitlines() or [""])[0]
+    if known is not None:
+        return f"{known.message} ({type(exc).__name__}: {first})"
+    if isinstance(exc, RareError):
+        return exc.message
+    return f"{type(exc).__name__}: {first}"

@@ -20,6 +20,7 @@ COMMANDS = [
     ["r2f"],
     ["r2f", "plan"],
     ["r2f", "generate"],
+    ["augment"],
     ["bench"],
     ["bench", "rarebench"],
     ["bench", "report"],

@@ -17,9 +17,10 @@ from typing import Any
 from rich.table import Table
 
 from rarecli.bench.definition import Definition, load_definition
-from rarecli.bench.layout import load_items, read_config
+from rarecli.bench.layout import load_items
 from rarecli.errors import InputError, RareError
 from rarecli.io.atomic import write_new, write_text_replace
+from rarecli.io.runfolder import read_config
 from rarecli.log import console, is_quiet, warn
 
 SUMMARY_SCHEMA = 1

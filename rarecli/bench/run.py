@@ -24,17 +24,16 @@ from rarecli.bench import judges as judges_mod
 from rarecli.bench import methods as methods_mod
 from rarecli.bench.dataset import PromptFile, load_authors_plans, load_prompts, provenance
 from rarecli.bench.definition import Definition, load_definition
-from rarecli.bench.layout import SCHEMA, Item, check_config, write_result
+from rarecli.bench.layout import SCHEMA, Item, check_config
 from rarecli.bench.report import print_table, write_summary
-from rarecli.errors import InputError, RareError, explain
+from rarecli.errors import InputError, RareError, failure_reason
+from rarecli.io.runfolder import write_result
 from rarecli.llm.openai_client import url_without_credentials
 from rarecli.llm.schema import Plan
 from rarecli.log import info, progress
 from rarecli.runtime.cache import MODEL_CACHE
 from rarecli.runtime.device import DeviceManager
-
-# The main process waits here for the slowest process: long, since a share of a benchmark can take hours.
-BARRIER_TIMEOUT = datetime.timedelta(hours=24)
+from rarecli.runtime.distributed import process_state
 
 
 @dataclass
@@ -138,30 +137,6 @@ def _plan_digests(files: list[PromptFile]) -> dict[str, str | None]:
     return {f.category.name: f.category.authors_plans.sha256 if f.category.authors_plans else None for f in files}
 
 
-def _distributed(device: str) -> tuple[Any, str]:
-    """accelerate's PartialState, and this process's device (cuda:<local rank> under a multi-GPU launch)."""
-    import torch
-    from accelerate import PartialState
-
-    spec = device.strip().lower()
-    wants_cuda = spec.startswith("cuda") or (spec == "auto" and torch.cuda.is_available())
-    state = PartialState(cpu=not wants_cuda, timeout=BARRIER_TIMEOUT)
-    if state.num_processes > 1 and wants_cuda and spec in ("auto", "cuda"):
-        return state, f"cuda:{state.local_process_index}"
-    return state, device
-
-
-def _failure(exc: BaseException) -> str:
-
-    known = explain(exc)
-    first = (str(exc).splitlines() or [""])[0]
-    if known is not None:
-        return f"{known.message} ({type(exc).__name__}: {first})"
-    if isinstance(exc, RareError):
-        return exc.message
-    return f"{type(exc).__name__}: {first}"
-
-
 def run_benchmark(config: RunConfig) -> RunResult:
     """Generate, judge and summarise; resumable, and shared across processes under accelerate."""
 
@@ -180,7 +155,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
         judge = judges_mod.build(
             config.judge, config.judge_model, definition, base_url=config.base_url, protocol=protocol
         )
-    state, device = _distributed(config.device)
+    state, device = process_state(config.device)
     manager = DeviceManager(device, config.dtype, offload=config.offload)
 
     plans: dict[str, Plan] | None = None
@@ -278,7 +253,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
                     result.generated += 1
                 except Exception as exc:  # any per-item failure is recorded, the run goes on
                     manager.free_memory()
-                    record = _record(item, config, status="failed", stage="generate", reason=_failure(exc))
+                    record = _record(item, config, status="failed", stage="generate", reason=failure_reason(exc))
                     record["provenance"] = dict(provenance_base)
                     write_result(item.result_path(run_dir), record, replace=config.retry_failed)
                     failed_keys.add((item.category, item.key))
@@ -308,7 +283,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
                     judge_seconds.append(prov["judge_seconds"])
                     result.judged += 1
                 except Exception as exc:
-                    record = _record(item, config, status="failed", stage="judge", reason=_failure(exc))
+                    record = _record(item, config, status="failed", stage="judge", reason=failure_reason(exc))
                     prov = {"judge_seconds": time.perf_counter() - started}
                     result.failed += 1
                 record["image"] = str(image.relative_to(run_dir))

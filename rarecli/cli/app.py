@@ -12,7 +12,7 @@ import sys
 import typer
 
 from rarecli import __version__
-from rarecli.cli import bench, env, models, r2f, seedselect, seedspace
+from rarecli.cli import augment, bench, env, models, r2f, seedselect, seedspace
 from rarecli.cli._run import handled
 from rarecli.config import default_map, load_config
 from rarecli.paths import config_file
@@ -47,7 +47,7 @@ def _root(
         ctx.default_map = default_map(ctx.command, config, path, ctx)
 
 
-for _module in (seedselect, seedspace, r2f, bench, models, env):
+for _module in (seedselect, seedspace, r2f, augment, bench, models, env):
     _module.register(app)
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rarecli.errors import RareError
-from rarecli.io.atomic import write_text_new
+from rarecli.io.atomic import write_replace, write_text_new, write_text_replace
 from rarecli.io.images import a1111_parameters, save_numbered_png, save_png
-from rarecli.seeds.files import save_seed
+from rarecli.seeds.files import save_seed, seed_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -84,36 +84,60 @@ def write_generated(
 ) -> Written:
     """Write `image` with its metadata: under the next free `{index:05d}_{seed}_{method}_{slug}.png` in
     `folder` (the method part is `name_method` when given), or at exactly `path` (FileExistsError if
-    taken). Then the seed file and the run record beside it, if given. Nothing is ever overwritten."""
+    taken). Then the seed file and the run record beside it, if given. No image is ever overwritten.
+
+    At an exact `path` (a batch job's item) the seed file and run record are written first and the image
+    last, so the image marks a whole item: a job killed in between leaves no image, and its re-run
+    replaces the side files it left."""
     if (folder is None) == (path is None):
         raise ValueError("give exactly one of folder= and path=")
     chunk = provenance.rare_chunk()
     if path is not None:
-        png = save_png(Path(path), image, provenance.parameters(), chunk)
-    else:
-        png = save_numbered_png(
-            Path(folder),
-            image,
-            seed=provenance.seed if provenance.seed is not None else 0,
-            method=name_method or provenance.method or provenance.command,
-            prompt=provenance.prompt or provenance.command,
-            parameters=provenance.parameters(),
-            rare=chunk,
-        )
+        return _write_item(Path(path), image, provenance, chunk, seed_tensor, run_record)
+    png = save_numbered_png(
+        Path(folder),
+        image,
+        seed=provenance.seed if provenance.seed is not None else 0,
+        method=name_method or provenance.method or provenance.command,
+        prompt=provenance.prompt or provenance.command,
+        parameters=provenance.parameters(),
+        rare=chunk,
+    )
     written = Written(png)
     try:
         if seed_tensor is not None:
             written.seed = save_seed(png.with_suffix(".safetensors"), seed_tensor, chunk)
         if run_record is not None:
-            doc = {
-                **chunk,
-                "image": png.name,
-                **({"seed_file": written.seed.name} if written.seed else {}),
-                **run_record,
-            }
-            text = json.dumps(doc, indent=2, default=str) + "\n"
-            written.run = write_text_new(png.with_name(png.stem + ".run.json"), text)
+            written.run = write_text_new(_run_path(png), _run_text(chunk, png, written.seed, run_record))
     except RareError as exc:
         exc.written = written.files + exc.written  # the image is kept: it was written whole
         raise
     return written
+
+
+def _write_item(
+    png: Path,
+    image: Image.Image,
+    provenance: Provenance,
+    chunk: dict[str, Any],
+    seed_tensor: torch.Tensor | None,
+    run_record: dict[str, Any] | None,
+) -> Written:
+    if png.exists():
+        raise FileExistsError(png)
+    seed = run = None
+    if seed_tensor is not None:
+        data = seed_bytes(seed_tensor, chunk)
+        seed = write_replace(png.with_suffix(".safetensors"), lambda fh: fh.write(data))
+    if run_record is not None:
+        run = write_text_replace(_run_path(png), _run_text(chunk, png, seed, run_record))
+    return Written(save_png(png, image, provenance.parameters(), chunk), seed, run)
+
+
+def _run_path(png: Path) -> Path:
+    return png.with_name(png.stem + ".run.json")
+
+
+def _run_text(chunk: dict[str, Any], png: Path, seed: Path | None, run_record: dict[str, Any]) -> str:
+    doc = {**chunk, "image": png.name, **({"seed_file": seed.name} if seed else {}), **run_record}
+    return json.dumps(doc, indent=2, default=str) + "\n"

@@ -9,7 +9,7 @@ The CLI, RareBench and the toy evaluation all drive a method the same way:
         write_generated(made.image, made.provenance, folder=out, ...)   # or keep it in memory
 
 A request is one prompt and the integer seeds to draw it from (image i of a request uses seeds[i]);
-a method yields one `Generated` per seed, in order, as soon as each is done. Methods that need more
+a method yields one `Generated` per seed (or per index in `only`), in order, as soon as each is done. Methods that need more
 than a prompt read it from the request: reference images (`refs`, SeedSelect), an R2F plan (`plan`;
 without one, R2F asks its planner).
 """
@@ -52,6 +52,18 @@ class Request:
     plan: Plan | None = None
     # Iterative methods: also return the image each seed would give after these iterations (0: the start).
     snapshots: Collection[int] = ()
+    # Make only the images at these indices, each the one the whole request would give (a batch job
+    # resuming: SeedSelect's reference resamples and NAO's start points depend on an image's index).
+    only: Collection[int] | None = None
+
+    def wanted(self) -> list[int]:
+        """The indices to make, in order; ValueError for an index outside the request."""
+        if self.only is None:
+            return list(range(len(self.seeds)))
+        out = sorted(set(self.only))
+        if out and (out[0] < 0 or out[-1] >= len(self.seeds)):
+            raise ValueError(f"only={out} is outside a request of {len(self.seeds)} seeds")
+        return out
 
 
 @dataclass

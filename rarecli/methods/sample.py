@@ -112,12 +112,14 @@ class _PreparedPlain:
         if negative:
             hyper["negative_prompt"] = negative
         seeds = list(request.seeds)
-        with progress("sampling", total=len(seeds)) as bar:
-            for start in range(0, len(seeds), size):
-                chunk = seeds[start : start + size]
+        wanted = request.wanted()
+        with progress("sampling", total=len(wanted)) as bar:
+            for start in range(0, len(wanted), size):
+                indices = wanted[start : start + size]
+                chunk = [seeds[i] for i in indices]
                 noises = torch.stack([noise_from_seed(s, shape) for s in chunk])
                 images = sample_batch(loaded, request.prompt, noises, steps, guidance, negative)
-                for j, (seed, image) in enumerate(zip(chunk, images, strict=True)):
+                for j, (index, seed, image) in enumerate(zip(indices, chunk, images, strict=True)):
                     provenance = Provenance(
                         command=context.command,
                         method=PlainSampling.name,
@@ -128,7 +130,7 @@ class _PreparedPlain:
                         settings=settings_text(sampler, steps, guidance, seed, context.model),
                         negative_prompt=negative,
                     )
-                    yield Generated(start + j, seed, image, provenance, seed_tensor=noises[j])
+                    yield Generated(index, seed, image, provenance, seed_tensor=noises[j])
                     bar.advance()
 
 

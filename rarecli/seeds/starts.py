@@ -32,28 +32,39 @@ def nao_centroid_and_paths(seeds: torch.Tensor) -> tuple[torch.Tensor, list[torc
     return centroid, paths
 
 
-def _half_van_der_corput(m: int) -> float:
-    """0.25, 0.125, 0.375, 0.0625, ...: well-spread fractions of the way from the centroid to a seed,
-    kept in the half nearer the centroid (beyond it an image drifts towards one reference)."""
+SPREADS = ("half", "whole")
+
+
+def _van_der_corput(m: int) -> float:
+    """0.5, 0.25, 0.75, 0.125, ...: the m-th of a sequence of fractions that fill (0, 1) evenly."""
     x, denom = 0.0, 1.0
     while m:
         denom *= 2
         m, bit = divmod(m, 2)
         x += bit / denom
-    return x / 2
+    return x
 
 
 def nao_start_points(
-    centroid: torch.Tensor, paths: list[torch.Tensor], n: int, names: list[str]
+    centroid: torch.Tensor, paths: list[torch.Tensor], n: int, names: list[str], spread: str = "half"
 ) -> list[tuple[torch.Tensor, dict[str, Any]]]:
     """Where NAO-SeedSelect's refinements start: image 0 at the centroid; each further image on the
-    paths, round-robin over the references, at arc-length fractions 1/4, 1/8, 3/8, 1/16, ... of the way
-    from the centroid towards that reference's inverted seed (the nearest path point not used yet; the
-    centroid's own end of a path is never reused). When those run out, the remaining path points are
-    used, nearest to the centroid first; InputError when the paths hold fewer than n - 1 points. The
-    authors run a refinement from every point of every path; this picks n well-spread ones instead."""
+    paths, round-robin over the references, at well-spread arc-length fractions of the way from the
+    centroid towards that reference's inverted seed (the nearest path point not used yet; the
+    centroid's own end of a path is never reused).
+
+    `spread="half"` keeps to the half nearer the centroid (1/4, 1/8, 3/8, 1/16, ...), since beyond it an
+    image drifts towards one reference; `"whole"` spreads over the whole path (1/2, 1/4, 3/4, ...) but
+    never starts at a reference's own inverted seed, which would redraw that reference. When those run
+    out, the remaining path points are used, nearest to the centroid first; InputError when the paths
+    hold fewer than n - 1 points. Image i's start does not depend on n. The authors run a refinement
+    from every point of every path; this picks n well-spread ones instead."""
     import torch
 
+    if spread not in SPREADS:
+        raise InputError(f"unknown NAO start spread {spread!r}", hint="use one of: " + ", ".join(SPREADS))
+    scale = 0.5 if spread == "half" else 1.0
+    first_free = 0 if spread == "half" else 1  # "whole": a path's point 0 is the reference's own seed
     starts: list[tuple[torch.Tensor, dict[str, Any]]] = [(centroid, {"kind": "nao-centroid"})]
     from_centroid = []
     for path in paths:
@@ -71,17 +82,20 @@ def nao_start_points(
     for m in range(1, 8 * max(len(p) for p in paths) if paths else 1):
         if len(starts) >= n:
             break
-        fraction = _half_van_der_corput(m)
+        fraction = scale * _van_der_corput(m)
         for j, path in enumerate(paths):
             if len(starts) >= n:
                 break
             total = float(from_centroid[j][0])
             p = int((from_centroid[j] - fraction * total).abs().argmin())
-            if p != len(path) - 1 and (j, p) not in used:
+            if first_free <= p < len(path) - 1 and (j, p) not in used:
                 add(j, p, fraction)
     if len(starts) < n:
         rest = sorted(
-            ((float(d[p]), j, p) for j, d in enumerate(from_centroid) for p in range(len(d) - 1) if (j, p) not in used)
+            (float(d[p]), j, p)
+            for j, d in enumerate(from_centroid)
+            for p in range(first_free, len(d) - 1)
+            if (j, p) not in used
         )
         for dist, j, p in rest[: n - len(starts)]:
             total = float(from_centroid[j][0])

@@ -2,6 +2,7 @@
 
 - `build`: train the world from scikit-learn's digits (`make toy-world`);
 - `evaluate`: measure plain sampling, SeedSelect, NAO-SeedSelect and R2F on it (`make eval-toy`);
+- `augment-eval`: does `rare augment`'s data help a classifier on the rare digits (`make eval-toy-augment`);
 - `side-by-side`: one picture of several output folders, a row each (`make demo`).
 
 This module parses arguments and calls the library; stdout gets the paths written.
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from rarecli.errors import InputError
 from rarecli.toyworld import WEIGHTS_DIR
+from rarecli.toyworld.augment_eval import GENERATED, AugmentEval, run_augment_eval
 from rarecli.toyworld.build import build
 from rarecli.toyworld.evaluate import OPTIMISERS, EvalRun, run_evaluation
 from rarecli.toyworld.hyper import ToyHyper
@@ -58,6 +60,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--threads", type=int, default=1)
 
+    a = tools.add_parser("augment-eval", help="measure rare augment for recognition (make eval-toy-augment)")
+    a.add_argument("--out", type=Path, default=Path("out/toy-augment"))
+    a.add_argument("--k", default="20,100", help="comma-separated images added per rare digit")
+    a.add_argument("--classifier-seeds", type=int, default=5)
+    a.add_argument("--steps", type=int, default=10, help="denoising steps, also SeedSelect's inner steps")
+    a.add_argument("--seedselect-iters", type=int, default=None, help="default: the CLI's (30)")
+    a.add_argument("--nao-iters", type=int, default=None, help="default: the CLI's (5)")
+    a.add_argument("--train-steps", type=int, default=600, help="classifier training steps (batches of 64)")
+    a.add_argument("--rows", default=",".join(GENERATED), help="comma-separated generated rows to run")
+    a.add_argument("--threads", type=int, default=1)
+
     s = tools.add_parser("side-by-side", help="compare output folders in one picture, a row each")
     s.add_argument("out", type=Path, help="the PNG to write (never overwritten)")
     s.add_argument("folders", type=Path, nargs="+", help="folders of PNGs, one row each, in this order")
@@ -100,6 +113,25 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(str(exc))
         for path in paths:
+            print(path)
+        return 0
+    if args.tool == "augment-eval":
+        rows = tuple(r.strip() for r in args.rows.split(",") if r.strip())
+        unknown = [r for r in rows if r not in GENERATED]
+        if unknown:
+            parser.error(f"unknown rows {unknown}; choose from {', '.join(GENERATED)}")
+        evaluation = AugmentEval(
+            out=args.out,
+            ks=_digits(args.k),
+            classifier_seeds=args.classifier_seeds,
+            steps=args.steps,
+            seedselect_iters=args.seedselect_iters,
+            nao_iters=args.nao_iters,
+            train_steps=args.train_steps,
+            rows=rows,
+            threads=args.threads,
+        )
+        for path in run_augment_eval(evaluation):
             print(path)
         return 0
     caption = digit_caption() if args.toy_judge else None

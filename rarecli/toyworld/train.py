@@ -32,14 +32,14 @@ def generator(seed: int):
     return torch.Generator("cpu").manual_seed(seed)
 
 
-def _cosine_lr(step: int, total: int, base: float, warmup: int = 100) -> float:
+def cosine_lr(step: int, total: int, base: float, warmup: int = 100) -> float:
 
     if step < warmup:
         return base * (step + 1) / warmup
     return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def _set_lr(opt, lr: float) -> None:
+def set_lr(opt, lr: float) -> None:
     for group in opt.param_groups:
         group["lr"] = lr
 
@@ -56,7 +56,7 @@ def train_judge(images, labels, split, hp: JudgeHyper) -> tuple[Any, dict[str, A
     opt = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=1e-4)
     model.train()
     for step in range(hp.steps):
-        _set_lr(opt, _cosine_lr(step, hp.steps, hp.lr))
+        set_lr(opt, cosine_lr(step, hp.steps, hp.lr))
         idx = torch.randint(0, len(x), (hp.batch,), generator=g)
         xb = degrade(shift(x[idx], hp.shift, g), g)
         loss = torch.nn.functional.cross_entropy(model(xb), y[idx], label_smoothing=0.05)
@@ -124,7 +124,7 @@ def train_clip(images, labels, split, hp: ClipHyper, tokenizer) -> tuple[Any, di
     opt = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=0.01)
     model.train()
     for step in range(hp.steps):
-        _set_lr(opt, _cosine_lr(step, hp.steps, hp.lr))
+        set_lr(opt, cosine_lr(step, hp.steps, hp.lr))
         idx = torch.randint(0, len(x), (hp.batch,), generator=g)
         xb = degrade(shift(x[idx], hp.shift, g), g)
         pixels = ((xb - mean) / std).expand(-1, 3, -1, -1)
@@ -172,7 +172,7 @@ def train_vae(images, split, hp: VaeHyper) -> tuple[Any, dict[str, Any]]:
     opt = torch.optim.AdamW(vae.parameters(), lr=hp.lr, weight_decay=0.0)
     vae.train()
     for step in range(hp.steps):
-        _set_lr(opt, _cosine_lr(step, hp.steps, hp.lr))
+        set_lr(opt, cosine_lr(step, hp.steps, hp.lr))
         idx = torch.randint(0, len(x), (hp.batch,), generator=g)
         xb = (shift(x[idx], 1, g) * 2 - 1).expand(-1, 3, -1, -1)
         posterior = vae.encode(xb).latent_dist
@@ -260,7 +260,7 @@ def train_unet(images, labels, split, hp: UnetHyper, vae, text_encoder, tokenize
     unet.train()
     losses = []
     for step in range(hp.steps):
-        _set_lr(opt, _cosine_lr(step, hp.steps, hp.lr, hp.warmup))
+        set_lr(opt, cosine_lr(step, hp.steps, hp.lr, hp.warmup))
         idx = torch.multinomial(weights, hp.batch, replacement=True, generator=g)
         s = torch.randint(0, len(shifts), (hp.batch,), generator=g)
         z0 = means[idx, s] + stds[idx, s] * torch.randn(means[idx, s].shape, generator=g)

@@ -108,8 +108,10 @@ class _PreparedR2F:
         }
         stops = "/".join(str(s) for s in schedule.stops) or "none"
         seeds = list(request.seeds)
-        with progress("r2f", total=len(seeds) * steps) as bar:
-            for i, seed in enumerate(seeds):
+        wanted = request.wanted()
+        with progress("r2f", total=len(wanted) * steps) as bar:
+            for i in wanted:
+                seed = seeds[i]
                 noise = noise_from_seed(seed, shape)
                 image = sample_r2f(loaded, schedule, conds, noise, guidance, on_step=lambda _: bar.advance())
                 provenance = Provenance(

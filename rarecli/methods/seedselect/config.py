@@ -10,6 +10,7 @@ from typing import Any
 
 from rarecli.backbones.registry import EMBEDDED
 from rarecli.errors import InputError
+from rarecli.seeds.starts import SPREADS
 
 METHODS = ("sd", "seedselect", "nao-seedselect")
 # The paper's defaults per method: (iterations, learning rate, guidance).
@@ -42,6 +43,8 @@ class SeedSelectConfig:
     checkpointing: bool = True
     inversion_steps: int = 50
     inversion_cache: bool = True
+    # nao-seedselect: start points on the half of each NAO path nearer the centroid, or on all of it.
+    nao_starts: str = "half"
 
 
 def clean_prompt(prompt: str) -> str:
@@ -78,6 +81,7 @@ def validate(config: SeedSelectConfig) -> None:
         (config.patience is None or config.patience >= 1, f"--patience must be >= 1 (got {config.patience})"),
         (config.inversion_steps >= 1, f"inversion steps must be >= 1 (got {config.inversion_steps})"),
         (config.seed >= 0, f"--seed must be >= 0 (got {config.seed})"),
+        (config.nao_starts in SPREADS, f"--nao-starts must be half or whole (got {config.nao_starts!r})"),
     ]
     for ok, message in checks:
         if not ok:

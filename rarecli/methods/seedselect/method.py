@@ -80,8 +80,10 @@ class _PreparedSeedSelect:
     def generate(self, request: Request) -> Iterator[Generated]:
         config = self.config(request)
         session = prepare(config, self.context.manager)  # checks everything before loading anything
-        size = config.batch_size or min(DEFAULT_BATCH, config.num_images)
-        queue = [session.plans[i : i + size] for i in range(0, len(session.plans), size)]
+        wanted = request.wanted()
+        plans = [session.plans[i] for i in wanted]
+        size = config.batch_size or min(DEFAULT_BATCH, max(len(plans), 1))
+        queue = [plans[i : i + size] for i in range(0, len(plans), size)]
         while queue:
             batch = queue.pop(0)
             try:

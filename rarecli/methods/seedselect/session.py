@@ -102,6 +102,7 @@ def prepare(config: SeedSelectConfig, manager: DeviceManager) -> Session:
     }
     if config.method == "nao-seedselect":
         settings["inversion"] = {"steps": config.inversion_steps, "guidance": 1.0, "latent": "VAE posterior mean"}
+        settings["nao_starts"] = config.nao_starts
     setup_seconds = time.perf_counter() - started
     return Session(config, prompt, refs, loaded, clip, text, schedule, targets, settings, setup_seconds, plans)
 
@@ -128,7 +129,7 @@ def _nao_plans(
         starts = [(inverted[0], {"kind": "inversion", "reference": refs[0].path.name})] * config.num_images
     else:
         centroid, paths = nao_centroid_and_paths(inverted)
-        starts = nao_start_points(centroid, paths, config.num_images, [r.path.name for r in refs])
+        starts = nao_start_points(centroid, paths, config.num_images, [r.path.name for r in refs], config.nao_starts)
     every = list(range(len(refs)))
     return [ImagePlan(i, config.seed + i, start.reshape(shape), meta, every) for i, (start, meta) in enumerate(starts)]
 
