@@ -6,6 +6,7 @@ HF_TOKEN apply. Embedded backbones are built once and then take the same `from_p
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -119,6 +120,12 @@ class LoadedPipeline:
     @property
     def family(self) -> str:
         return type(self.pipe).__name__
+
+    @functools.cached_property
+    def unet_dtype(self) -> Any:
+        """The UNet's weight dtype, read once: diffusers' `unet.dtype` walks its parameters at every call,
+        and SeedSelect asks at every denoising step of every iteration."""
+        return self.pipe.unet.dtype
 
     def check_prompt_length(self, prompt: str) -> None:
         """Warn (once per prompt) when the text encoder will read only the start of `prompt`: pipelines

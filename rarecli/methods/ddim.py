@@ -129,7 +129,7 @@ def predict(loaded: LoadedPipeline, x: torch.Tensor, t: int, text: TextCondition
 
     unet = loaded.pipe.unet
     inp = torch.cat([x, x]) if text.cfg else x
-    out = unet(inp.to(unet.dtype), t, encoder_hidden_states=text.for_batch(x.shape[0])).sample.float()
+    out = unet(inp.to(loaded.unet_dtype), t, encoder_hidden_states=text.for_batch(x.shape[0])).sample.float()
     if text.cfg:
         uncond, cond = out.chunk(2)
         out = uncond + text.guidance * (cond - uncond)
