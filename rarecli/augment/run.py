@@ -42,7 +42,7 @@ from rarecli.methods import registry
 from rarecli.methods.output import write_generated
 from rarecli.methods.protocol import MethodContext, Request
 from rarecli.runtime.device import DeviceManager
-from rarecli.runtime.distributed import process_state
+from rarecli.runtime.distributed import main_first, process_state
 
 COMMAND = "augment"
 
@@ -145,20 +145,15 @@ def run_augment(config: AugmentConfig) -> AugmentResult:
         "rare_version": __version__,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-    error: BaseException | None = None
-    if state.is_main_process:
-        try:
-            DATASET_FOLDER.check(dataset, document, config.force, write=True)
-            removed = remove_partial_files(dataset)
-            if removed:
-                info(f"removed {removed} partial file(s) a killed run left in {dataset}")
-        except Exception as exc:  # re-raised below, after the others are released
-            error = exc
-    state.wait_for_everyone()
-    if error is not None:
-        raise error
-    if not state.is_main_process:
-        DATASET_FOLDER.check(dataset, document, force=False, write=False)
+
+    def prepare(main: bool) -> None:
+        DATASET_FOLDER.check(dataset, document, config.force and main, write=main)
+        # Only the main process, before the others start writing: a temporary file then is a dead write's.
+        removed = remove_partial_files(dataset) if main else 0
+        if removed:
+            info(f"removed {removed} partial file(s) a killed run left in {dataset}")
+
+    main_first(state, prepare)
 
     result = AugmentResult(dataset, state.process_index, state.num_processes, left_out=left_out)
     for line in left_out:
@@ -187,19 +182,23 @@ def _generate(config, method, chosen, dataset, manager, state, result) -> None:
     # Per class, the indices this process has to make (an image on disk is a finished item).
     todo: dict[str, tuple[ClassFolder, list[int]]] = {}
     prompts: dict[str, str] = {}
+    unnamed: dict[str, tuple[ClassFolder, InputError, int]] = {}
     for cls, i in mine:
-        if cls.folder not in prompts:
+        if cls.folder not in prompts and cls.folder not in unnamed:
             try:
                 prompts[cls.folder] = cls.prompt(config.prompt_template)
             except InputError as exc:
-                _fail(result, cls, exc, config.per_class, "name it in classes.json / classes.txt")
-                prompts[cls.folder] = ""
-        if not prompts[cls.folder]:
+                unnamed[cls.folder] = (cls, exc, 0)
+        if cls.folder in unnamed:
+            c, exc, n = unnamed[cls.folder]
+            unnamed[cls.folder] = (c, exc, n + 1)
             continue
         if Item(cls, i, config.seed + i, prompts[cls.folder]).path(dataset, config.method).is_file():
             result.skipped += 1
         else:
             todo.setdefault(cls.folder, (cls, []))[1].append(i)
+    for cls, exc, n in unnamed.values():  # this process's share of the class's images
+        _fail(result, cls, exc, n, "name it in classes.json / classes.txt")
     if result.skipped:
         info(f"Resuming: {result.skipped} of {len(mine)} images already made")
     total = sum(len(v[1]) for v in todo.values())

@@ -33,7 +33,7 @@ from rarecli.llm.schema import Plan
 from rarecli.log import info, progress
 from rarecli.runtime.cache import MODEL_CACHE
 from rarecli.runtime.device import DeviceManager
-from rarecli.runtime.distributed import process_state
+from rarecli.runtime.distributed import main_first, process_state
 
 
 @dataclass
@@ -178,19 +178,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
         return files, document
 
     # The main process downloads and writes config.json first; the others then read what it made.
-    # An error on the main process is raised on every process after the barrier, so none hangs.
-    error: BaseException | None = None
-    files: list[PromptFile] = []
-    if state.is_main_process:
-        try:
-            files, _ = prepare(write=True)
-        except Exception as exc:  # re-raised below, after the others are released
-            error = exc
-    state.wait_for_everyone()
-    if error is not None:
-        raise error
-    if not state.is_main_process:
-        files, _ = prepare(write=False)
+    files, _ = main_first(state, lambda write: prepare(write=write))
     if config.data is not None and not all(f.verified for f in files):
         info("Prompt files from --data are used as given (not all match a pinned checksum); config.json records theirs")
 
