@@ -73,9 +73,19 @@ def save_numbered_png(
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
-    """The `parameters` text and the decoded `rare` JSON of a PNG rare wrote."""
-    image = open_image(path)
-    text = getattr(image, "text", {}) or {}
+    """The `parameters` text and the decoded `rare` JSON of a PNG rare wrote.
+
+    rare writes its text chunks before the image data, where opening the file finds them without
+    decoding the pixels (a dataset's manifest reads every image's); text after the data needs the decode."""
+    text: dict[str, Any] = {}
+    try:
+        with Image.open(path) as image:
+            text = {k: v for k, v in image.info.items() if k in ("parameters", "rare") and isinstance(v, str)}
+    except (OSError, SyntaxError, ValueError):
+        pass  # open_image below says what is wrong with the file
+    if not text:
+        image = open_image(path)
+        text = getattr(image, "text", {}) or {}
     out: dict[str, Any] = {"parameters": text.get("parameters")}
     if "rare" in text:
         out["rare"] = json.loads(text["rare"])
