@@ -60,6 +60,7 @@ class ClipEncoder:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     manager: DeviceManager
+    twin_of: str | None = None  # random weights in the architecture of this `repo@revision`
 
     def _to_input(self, images: torch.Tensor) -> torch.Tensor:
         import torch
@@ -169,7 +170,7 @@ def load_clip(name: str, manager: DeviceManager, pretrained: str | None = None) 
             tokenizer = _tokenizer(folder) or clip_tokenizer()
         model.requires_grad_(False).eval().to(manager.device)
         size, mean, std = _preprocessing(folder, model.config)
-        return ClipEncoder(target, model, tokenizer, size, mean, std, manager)
+        return ClipEncoder(target, model, tokenizer, size, mean, std, manager, twin_of=ref.twin_of)
 
     return MODEL_CACHE.get(key, load)
 

@@ -33,6 +33,8 @@ class Family:
     r2f_scheduler: tuple[str, dict[str, Any]] | None = None
     # Longest text-encoder sequence the paper used (SD3: T5 at 77 tokens).
     max_sequence_length: int | None = None
+    # Components that hold a T5 encoder the pipeline can run without (`--no-t5`): SD3's third encoder.
+    optional_t5: tuple[str, ...] = ()
 
 
 R2F_REFERENCE_STEPS = 50  # the level tables are stated at 50 steps and scaled to others
@@ -73,6 +75,7 @@ FAMILIES: dict[str, Family] = {
             r2f_level_stops=(0, 5, 10, 20, 30, 40),
             pooled_embeds="pooled_prompt_embeds",
             max_sequence_length=77,
+            optional_t5=("text_encoder_3", "tokenizer_3"),
         ),
     )
 }

@@ -18,6 +18,7 @@ from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, 
 
 from rarecli.backbones.families import find_family
 from rarecli.backbones.registry import EMBEDDED, ensure_built
+from rarecli.backbones.twins import twin_of
 from rarecli.errors import InputError, RareError, explain
 from rarecli.log import warn
 from rarecli.runtime.cache import MODEL_CACHE
@@ -33,9 +34,14 @@ class ModelRef:
     source: str  # "embedded", "local" or "hub"
     location: str  # folder path, or hub id
     revision: str | None = None
+    # `repo@revision` when the weights are random, in the architecture of that model (a twin).
+    twin_of: str | None = None
 
     def to_meta(self) -> dict[str, Any]:
-        return {"model": self.name, "model_source": self.source, "model_revision": self.revision}
+        meta = {"model": self.name, "model_source": self.source, "model_revision": self.revision}
+        if self.twin_of is not None:
+            meta["model_weights"] = f"random: architecture twin of {self.twin_of}, not the real model"
+        return meta
 
 
 def resolve(model: str, revision: str | None = None, kind: str = "pipeline") -> ModelRef:
@@ -54,7 +60,9 @@ def resolve(model: str, revision: str | None = None, kind: str = "pipeline") -> 
                 f"{model}: its packaged weights are missing from {folder}",
                 hint="rebuild them with `make toy-world`, or reinstall rare",
             )
-        return ModelRef(model, "embedded", str(folder), revision=entry.revision)
+        return ModelRef(
+            model, "embedded", str(folder), revision=entry.revision, twin_of=entry.twin.copies if entry.twin else None
+        )
     path = Path(model).expanduser()
     if path.exists() or model.startswith((".", "/", "~")):
         if not path.is_dir():
@@ -67,7 +75,9 @@ def resolve(model: str, revision: str | None = None, kind: str = "pipeline") -> 
             raise InputError(
                 f"{model} has no {marker}: not a {'diffusers pipeline' if kind == 'pipeline' else 'model'} folder"
             )
-        return ModelRef(model, "local", str(path.resolve()), revision=None)
+        twin = twin_of(path)  # a twin's folder copied elsewhere is still random weights
+        copies = f"{twin['copies']['repo']}@{twin['copies']['revision']}" if twin else None
+        return ModelRef(model, "local", str(path.resolve()), revision=None, twin_of=copies)
     if model.count("/") != 1:
         raise InputError(
             f"unknown model {model!r}",
@@ -121,6 +131,14 @@ class LoadedPipeline:
     def family(self) -> str:
         return type(self.pipe).__name__
 
+    @property
+    def has_t5(self) -> bool | None:
+        """Whether the T5 encoder is loaded, for a family where it is optional (else None)."""
+        family = find_family(self.family)
+        if family is None or not family.optional_t5:
+            return None
+        return getattr(self.pipe, family.optional_t5[0], None) is not None
+
     @functools.cached_property
     def unet_dtype(self) -> Any:
         """The UNet's weight dtype, read once: diffusers' `unet.dtype` walks its parameters at every call,
@@ -146,21 +164,35 @@ def load_pipeline(
     revision: str | None = None,
     families: Collection[str] | None = None,
     purpose: str = "this command",
+    t5: bool | None = None,
 ) -> LoadedPipeline:
-    """Load (once per process) and place a pipeline; checks its class is one `purpose` supports."""
+    """Load (once per process) and place a pipeline; checks its class is one `purpose` supports.
+
+    `t5`: for a family whose T5 encoder is optional (SD3), False loads without it (4.7 B parameters
+    saved; the pipeline then feeds zeros in its place, diffusers' documented way), True requires it,
+    None takes the model as saved."""
+    entry = EMBEDDED.get(model)
+    if families is not None and entry is not None and entry.kind == "pipeline" and entry.pipeline_class not in families:
+        raise _wrong_family(model, entry.pipeline_class, families, purpose)  # before a twin is built
     ref = resolve(model, revision)
-    if families is not None:  # from model_index.json alone, before any weights are read
-        declared = (_read_config(ref, "model_index.json") or {}).get("_class_name")
-        if declared is not None and declared not in families:
-            raise _wrong_family(model, declared, families, purpose)
-    key = ("pipeline", ref.source, ref.location, ref.revision, manager.key)
+    index = _read_config(ref, "model_index.json") or {}
+    declared = index.get("_class_name")
+    if families is not None and declared is not None and declared not in families:
+        raise _wrong_family(model, declared, families, purpose)  # from model_index.json, before any weights
+    # Components saved as None (`[null, null]` in model_index.json: an SD3 folder saved without T5) are
+    # passed as None: diffusers would otherwise refuse the folder for a missing component.
+    saved_without = tuple(k for k, v in index.items() if v == [None, None])
+    drop = tuple(dict.fromkeys(saved_without + _t5_choice(model, index, t5)))
+    key = ("pipeline", ref.source, ref.location, ref.revision, manager.key, drop)
 
     def load() -> LoadedPipeline:
         from diffusers import DiffusionPipeline
 
         with quiet_libraries():
             resolved = _download(ref) if ref.source == "hub" else ref
-            pipe = DiffusionPipeline.from_pretrained(resolved.location, torch_dtype=manager.torch_dtype)
+            pipe = DiffusionPipeline.from_pretrained(
+                resolved.location, torch_dtype=manager.torch_dtype, **dict.fromkeys(drop)
+            )
             pipe.set_progress_bar_config(disable=True)
             _freeze(pipe)
             manager.place(pipe)
@@ -170,6 +202,25 @@ def load_pipeline(
     if families is not None and loaded.family not in families:
         raise _wrong_family(model, loaded.family, families, purpose)
     return loaded
+
+
+def _t5_choice(model: str, index: dict[str, Any], t5: bool | None) -> tuple[str, ...]:
+    """The components to load as None for the --t5 / --no-t5 choice."""
+    if t5 is None:
+        return ()
+    family = find_family(str(index.get("_class_name")))
+    slots = family.optional_t5 if family is not None else ()
+    if not slots:
+        raise InputError(
+            f"--{'' if t5 else 'no-'}t5 applies to models with an optional T5 encoder (SD3); {model} is a "
+            f"{index.get('_class_name')}",
+            hint="leave the option out for this model",
+        )
+    saved = index.get(slots[0])
+    has_t5 = isinstance(saved, list) and saved[:1] != [None]
+    if t5 and not has_t5:
+        raise InputError(f"{model} was saved without its T5 encoder ({slots[0]}); --t5 needs it", hint="use --no-t5")
+    return () if t5 else slots
 
 
 def _freeze(pipe: Any) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 
 from rarecli.backbones import tiny
 from rarecli.backbones.tiny import RECIPE_VERSION
+from rarecli.backbones.twins import PREFIX, TWINS, TwinSpec, save_twin
+from rarecli.errors import RareError
 from rarecli.log import info
 from rarecli.paths import cache_dir, toy_world_dir
 from rarecli.runtime.quiet import quiet_libraries
@@ -34,18 +36,23 @@ class Embedded:
     # The embedded CLIP that goes with a pipeline (SeedSelect's `--clip-model auto`): a random-weight
     # backbone is only meaningful with a CLIP from the same world, and it keeps the command offline.
     clip: str | None = None
+    # An architecture twin of a real model (random weights at its real size): built from committed configs.
+    twin: TwinSpec | None = None
 
     @property
     def folder(self) -> Path:
         if self.packaged is not None:
             return self.packaged
-
+        if self.twin is not None:
+            return cache_dir() / "backbones" / f"twin-{self.twin.name}-r{TWIN_VERSION}"
         return cache_dir() / "backbones" / f"{self.name}-r{RECIPE_VERSION}"
 
     @property
     def revision(self) -> str:
         """What output metadata records: the recipe version, or for packaged weights the first 12 hex
         digits of the SHA-256 of the manifest beside them (which lists every file's SHA-256)."""
+        if self.twin is not None:
+            return f"twin-r{TWIN_VERSION}"
         if self.packaged is None:
             return f"r{RECIPE_VERSION}"
 
@@ -57,6 +64,10 @@ class Embedded:
     @property
     def built(self) -> bool:
         return (self.folder / ("model_index.json" if self.kind == "pipeline" else "config.json")).is_file()
+
+
+# Bump when the twin builder changes what it saves (the configs themselves are the copied models').
+TWIN_VERSION = 1
 
 
 def _recipe(name: str) -> Callable[[], Any]:
@@ -116,6 +127,12 @@ EMBEDDED: dict[str, Embedded] = {
         ),
     )
 }
+EMBEDDED.update(
+    {
+        PREFIX + t.name: Embedded(PREFIX + t.name, t.kind, t.model_class, t.description, twin=t)
+        for t in TWINS.values()
+    }
+)
 
 
 def ensure_built(entry: Embedded) -> Path:
@@ -125,16 +142,25 @@ def ensure_built(entry: Embedded) -> Path:
     building at the same time never leaves a half-written model behind.
     """
     folder = entry.folder
-    if entry.built or entry.build is None:
+    if entry.built or (entry.build is None and entry.twin is None):
         return folder
 
-    info(f"Building embedded backbone {entry.name} into {folder} (once)")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=folder.parent))
+    if entry.twin is not None:
+        _check_disk(entry.twin, folder.parent)
+        info(
+            f"Building {entry.name} (random weights, {entry.twin.parameters / 1e9:.2f} B parameters, "
+            f"{entry.twin.disk_bytes / 1e9:.1f} GB on disk) into {folder} (once)"
+        )
+    else:
+        info(f"Building embedded backbone {entry.name} into {folder} (once)")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name.replace(':', '-')}-", dir=folder.parent))
     try:
         with quiet_libraries():
-            model = entry.build()
-            model.save_pretrained(tmp)
+            if entry.twin is not None:
+                save_twin(entry.twin, tmp, progress=lambda line: info(f"  {entry.name} {line}"))
+            else:
+                entry.build().save_pretrained(tmp)
         try:
             os.rename(tmp, folder)
         except OSError:
@@ -143,3 +169,12 @@ def ensure_built(entry: Embedded) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _check_disk(twin: TwinSpec, parent: Path) -> None:
+    free = shutil.disk_usage(parent).free
+    if twin.disk_bytes * 1.05 > free:
+        raise RareError(
+            f"{PREFIX}{twin.name} takes {twin.disk_bytes / 1e9:.1f} GB on disk; {parent} has {free / 1e9:.1f} GB free",
+            hint="free some space, or point RARE_CACHE_DIR at a larger disk",
+        )

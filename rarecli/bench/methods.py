@@ -26,7 +26,8 @@ from rarecli.runtime.device import DeviceManager
 
 COMMAND = "bench rarebench"
 # Options of the run itself, not of the method: where references come from, which plans R2F replays.
-RUN_OPTIONS = frozenset({"refs_root", "plans"})
+# `t5` is a loading choice (MethodContext.t5), recorded in the identity since it changes the images.
+RUN_OPTIONS = frozenset({"refs_root", "plans", "t5"})
 
 
 def method_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -77,7 +78,9 @@ class Drawer:
         plans: Mapping[str, Plan] | None = None,
     ) -> Drawer:
         method = check(name, options)
-        context = MethodContext(model, revision, manager, steps, guidance, method_options(options), command=COMMAND)
+        context = MethodContext(
+            model, revision, manager, steps, guidance, method_options(options), command=COMMAND, t5=options.get("t5")
+        )
         return cls(method, method.prepare(context), options, work_dir, plans)
 
     def draw(self, prompt: str, seed: int) -> Generated:

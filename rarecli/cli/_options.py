@@ -123,3 +123,24 @@ Quiet = Annotated[
         rich_help_panel=_OUTPUT,
     ),
 ]
+
+
+T5 = Annotated[
+    bool | None,
+    typer.Option(
+        "--t5/--no-t5",
+        help="SD3: load the T5-XXL text encoder (--t5) or leave it out (--no-t5: 4.7 B fewer parameters, about "
+        "9.5 GB less in fp16; the pipeline feeds zeros in its place, as diffusers documents). Default: as the "
+        "model is saved. Recorded in each image's metadata.",
+    ),
+]
+
+
+Height = Annotated[
+    int | None,
+    typer.Option("--height", min=8, help="Image height in pixels, a multiple of the VAE's factor (default: the model's)."),
+]
+Width = Annotated[
+    int | None,
+    typer.Option("--width", min=8, help="Image width in pixels, a multiple of the VAE's factor (default: the model's)."),
+]

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from rarecli.cli._options import Device, Dtype, Json, Model, Offload, Quiet, Revision, Seed
+from rarecli.cli._options import T5, Device, Dtype, Json, Model, Offload, Quiet, Revision, Seed
 from rarecli.cli._output import Output
 from rarecli.cli._run import command, group
 from rarecli.errors import InputError
@@ -40,14 +40,16 @@ def _method_options(
     llm_model: str | None,
     llm_base_url: str | None,
     refs_root: Path | None,
+    t5: bool | None = None,
 ) -> dict[str, Any]:
     """What the run's config records as the method's settings (part of its identity)."""
+    loading = {"t5": t5} if t5 is not None else {}
     if method != "r2f" and (plans is not Plans.llm or schedule is not None):
         raise InputError("--plans and --schedule are R2F's", hint="use them with --method r2f")
     if method in ("seedselect", "nao-seedselect"):
-        return {"refs_root": str(refs_root.resolve()) if refs_root else None}
+        return {"refs_root": str(refs_root.resolve()) if refs_root else None, **loading}
     if method != "r2f":
-        return {}
+        return loading
     rule = schedule.value if schedule is not None else ("authors" if plans is Plans.authors else "rare")
     options: dict[str, Any] = (
         {"plans": "authors"}
@@ -55,7 +57,7 @@ def _method_options(
         else {"llm_backend": llm_backend, "llm_model": llm_model, "llm_base_url": llm_base_url}
     )
     # Only a non-default rule is recorded, so runs made before there was a choice keep their identity.
-    return {**options, **({"schedule": rule} if rule != "rare" else {})}
+    return {**options, **({"schedule": rule} if rule != "rare" else {}), **loading}
 
 
 def rarebench(
@@ -190,6 +192,7 @@ def rarebench(
     device: Device = "auto",
     dtype: Dtype = "auto",
     offload: Offload = False,
+    t5: T5 = None,
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> Output | None:
@@ -223,7 +226,9 @@ def rarebench(
             dtype=dtype,
             offload=offload,
             protocol=protocol.value,
-            method_options=_method_options(method, plans, schedule, llm_backend, llm_model, llm_base_url, refs_root),
+            method_options=_method_options(
+                method, plans, schedule, llm_backend, llm_model, llm_base_url, refs_root, t5
+            ),
         )
     )
     if result.summary_path is None:  # not the main process: it prints nothing

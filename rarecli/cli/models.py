@@ -23,6 +23,10 @@ def models(json_out: Json = False) -> Output:
             "built": e.built,
             "path": str(e.folder),
             "description": e.description,
+            # Twins: random weights in a real model's architecture, built on first use at this size.
+            "random_weight_twin_of": e.twin.copies if e.twin else None,
+            "parameters": e.twin.parameters if e.twin else None,
+            "disk_bytes": e.twin.disk_bytes if e.twin else None,
         }
         for e in EMBEDDED.values()
     ]
@@ -36,7 +40,20 @@ def models(json_out: Json = False) -> Output:
     for col in ("name", "class", "built", "description"):
         table.add_column(col)
     for e in embedded:
-        table.add_row(e["name"], e["class"], "yes" if e["built"] else "on first use", e["description"])
+        if e["random_weight_twin_of"] is None:
+            table.add_row(e["name"], e["class"], "yes" if e["built"] else "on first use", e["description"])
+    console.print(table)
+    table = Table(
+        title="Architecture twins (random weights at the real size; their images are noise)", title_justify="left"
+    )
+    for col in ("name", "parameters", "disk", "built", "copies"):
+        table.add_column(col, no_wrap=col in ("name", "parameters", "disk"))
+    for e in embedded:
+        if e["random_weight_twin_of"] is not None:
+            built = "yes" if e["built"] else "on first use"
+            size = f"{e['disk_bytes'] / 1e9:.1f} GB"
+            copies = e["random_weight_twin_of"].split("@")[0]
+            table.add_row(e["name"], f"{e['parameters'] / 1e9:.2f} B", size, built, copies)
     console.print(table)
     if hub is None:
         console.print("Hugging Face cache: none yet", markup=False)

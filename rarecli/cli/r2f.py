@@ -10,9 +10,11 @@ from typing import Annotated
 import typer
 
 from rarecli.cli._options import (
+    T5,
     AttentionSlicing,
     Device,
     Dtype,
+    Height,
     Json,
     Model,
     Offload,
@@ -20,6 +22,7 @@ from rarecli.cli._options import (
     Quiet,
     Revision,
     Seed,
+    Width,
 )
 from rarecli.cli._output import Output
 from rarecli.cli._run import command, group
@@ -185,12 +188,15 @@ def generate(
         ),
     ] = Schedule.rare,
     num_images: Annotated[int, typer.Option("--num-images", "-n", min=1, help="Images per plan.")] = 1,
+    height: Height = None,
+    width: Width = None,
     seed: Seed = 0,
     out: Out = Path("out/r2f"),
     device: Device = "auto",
     dtype: Dtype = "auto",
     offload: Offload = False,
     attention_slicing: AttentionSlicing = False,
+    t5: T5 = None,
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> Iterator[Output]:
@@ -217,6 +223,9 @@ def generate(
         num_images=num_images,
         seed=seed,
         out=out,
+        height=height,
+        width=width,
+        t5=t5,
     )
     for result in run(config, manager):
         yield Output(result.to_json(), result.images)

@@ -152,6 +152,15 @@ def checkpointed(fn: Callable[..., torch.Tensor], enabled: bool) -> Callable[...
     return run
 
 
+def denoise_step(
+    loaded: LoadedPipeline, x: torch.Tensor, i: int, text: TextConditioning, schedule: DdimSchedule
+) -> torch.Tensor:
+    """The latent after DDIM step `i` of `schedule` from `x`."""
+    with autocast_for(loaded):
+        out = predict(loaded, x, schedule.timesteps[i], text)
+    return ddim_update(x, out, schedule.alphas[i], schedule.alphas_prev[i], schedule.prediction_type)
+
+
 def trajectory(
     loaded: LoadedPipeline,
     seed: torch.Tensor,
@@ -166,9 +175,7 @@ def trajectory(
     """
 
     def step(x: torch.Tensor, i: int) -> torch.Tensor:
-        with autocast_for(loaded):
-            out = predict(loaded, x, schedule.timesteps[i], text)
-        return ddim_update(x, out, schedule.alphas[i], schedule.alphas_prev[i], schedule.prediction_type)
+        return denoise_step(loaded, x, i, text, schedule)
 
     import torch
 

@@ -42,6 +42,11 @@ class MethodContext:
     guidance: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     command: str = "library"  # recorded in the provenance of what it makes
+    # Image size in pixels (None: the model's native size); the seed shape follows it.
+    height: int | None = None
+    width: int | None = None
+    # SD3's optional T5 encoder: False loads the pipeline without it, True requires it, None as saved.
+    t5: bool | None = None
 
 
 @dataclass

@@ -87,6 +87,7 @@ class PlainSampling:
             context.revision,
             families=pipelines_for(PlainSampling.name),  # a variant of plain sampling samples what it samples
             purpose=f"{context.command} --method {self.name}",
+            t5=context.t5,
         )
         return _PreparedPlain(loaded, context)
 
@@ -101,7 +102,7 @@ class _PreparedPlain:
 
         loaded, context = self.loaded, self.context
         family = family_of(loaded.family)
-        shape = latent_shape(loaded.ref)
+        shape = latent_shape(loaded.ref, context.height, context.width)
         # Plain sampling's default is the pipeline's own number of steps (what the model card means).
         steps = context.steps or family.steps
         guidance = family.guidance if context.guidance is None else context.guidance
@@ -109,6 +110,8 @@ class _PreparedPlain:
         size = int(context.options.get("batch_size", 1))
         sampler = sampler_label(loaded.pipe.scheduler)
         hyper = {"steps": steps, "guidance": guidance, "family": loaded.family, "latent_shape": list(shape)}
+        if loaded.has_t5 is not None:
+            hyper["t5"] = loaded.has_t5
         if negative:
             hyper["negative_prompt"] = negative
         seeds = list(request.seeds)

@@ -28,6 +28,9 @@ class R2FConfig:
     num_images: int = 1
     seed: int = 0
     out: Path = Path("out/r2f")
+    height: int | None = None  # None: the model's native size
+    width: int | None = None
+    t5: bool | None = None  # SD3: load T5 (True), leave it out (False), or as the model is saved (None)
 
 
 @dataclass
@@ -56,7 +59,16 @@ def run(config: R2FConfig, manager: DeviceManager) -> Iterator[R2FResult]:
         **({"negative_prompt": config.negative_prompt} if config.negative_prompt else {}),
     }
     context = MethodContext(
-        config.model, config.revision, manager, config.steps, config.guidance, options, command="r2f generate"
+        config.model,
+        config.revision,
+        manager,
+        config.steps,
+        config.guidance,
+        options,
+        command="r2f generate",
+        t5=config.t5,
+        height=config.height,
+        width=config.width,
     )
     prepared = registry.get("r2f").prepare(context)
     seeds = range(config.seed, config.seed + config.num_images)

@@ -61,6 +61,7 @@ class R2F:
             context.revision,
             families=pipelines_for(self.name),
             purpose=f"{context.command} --method r2f",
+            t5=context.t5,
         )
         return _PreparedR2F(loaded, context, planner)
 
@@ -94,7 +95,7 @@ class _PreparedR2F:
             schedule = build_schedule(plan, loaded.family, steps, rule)
             self._last = (key, schedule, encode_schedule(loaded, schedule, guidance, negative))
         _, schedule, conds = self._last
-        shape = latent_shape(loaded.ref)
+        shape = latent_shape(loaded.ref, context.height, context.width)
         sampler = sampler_name(loaded)
         hyper = {
             "steps": steps,
@@ -106,6 +107,8 @@ class _PreparedR2F:
             "schedule_rule": rule,
             "latent_shape": list(shape),
         }
+        if loaded.has_t5 is not None:
+            hyper["t5"] = loaded.has_t5
         stops = "/".join(str(s) for s in schedule.stops) or "none"
         seeds = list(request.seeds)
         wanted = request.wanted()

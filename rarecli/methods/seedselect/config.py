@@ -10,6 +10,7 @@ from typing import Any
 
 from rarecli.backbones.registry import EMBEDDED
 from rarecli.errors import InputError
+from rarecli.methods.seedselect.memory import MODES as CHECKPOINTING_MODES
 from rarecli.seeds.starts import SPREADS
 
 METHODS = ("sd", "seedselect", "nao-seedselect")
@@ -29,6 +30,8 @@ class SeedSelectConfig:
     iters: int | None = None  # None: 30 for seedselect, 5 for nao-seedselect
     lr: float | None = None  # None: 0.1 for seedselect, 0.05 for nao-seedselect
     inner_steps: int = DEFAULT_INNER_STEPS
+    height: int | None = None  # None: the model's native size
+    width: int | None = None
     guidance: float | None = None  # None: 7.5 for seedselect, 1 for nao-seedselect
     semantic_weight: float = 10.0
     appearance_weight: float = 1.0
@@ -40,7 +43,7 @@ class SeedSelectConfig:
     batch_size: int | None = None  # None: up to 4 images per batch
     seed: int = 0
     out: Path = Path("out/seedselect")
-    checkpointing: bool = True
+    checkpointing: str = "auto"  # auto, on or off (rarecli.methods.seedselect.memory)
     inversion_steps: int = 50
     inversion_cache: bool = True
     # nao-seedselect: start points on the half of each NAO path nearer the centroid, or on all of it.
@@ -81,6 +84,10 @@ def validate(config: SeedSelectConfig) -> None:
         (config.patience is None or config.patience >= 1, f"--patience must be >= 1 (got {config.patience})"),
         (config.inversion_steps >= 1, f"inversion steps must be >= 1 (got {config.inversion_steps})"),
         (config.seed >= 0, f"--seed must be >= 0 (got {config.seed})"),
+        (
+            config.checkpointing in CHECKPOINTING_MODES,
+            f"--checkpointing must be auto, on or off (got {config.checkpointing!r})",
+        ),
         (config.nao_starts in SPREADS, f"--nao-starts must be half or whole (got {config.nao_starts!r})"),
     ]
     for ok, message in checks:
@@ -90,7 +97,8 @@ def validate(config: SeedSelectConfig) -> None:
 
 # What a request names (the prompt, its references, its seeds) or the method and model it runs on; the
 # other fields of SeedSelectConfig are the method's options (`MethodContext.options`).
-_JOB_FIELDS = {"prompt", "refs", "method", "model", "revision", "num_images", "seed", "out", "inner_steps", "guidance"}
+_JOB_FIELDS = {"prompt", "refs", "method", "model", "revision", "num_images", "seed", "out", "inner_steps", "guidance",
+               "height", "width"}  # fmt: skip
 OPTION_NAMES = frozenset(f.name for f in fields(SeedSelectConfig)) - _JOB_FIELDS
 
 

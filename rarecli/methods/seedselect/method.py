@@ -72,6 +72,8 @@ class _PreparedSeedSelect:
             revision=context.revision,
             inner_steps=context.steps or DEFAULT_INNER_STEPS,
             guidance=context.guidance,
+            height=context.height,
+            width=context.width,
             num_images=len(seeds),
             seed=seeds[0],
             **context.options,
@@ -160,6 +162,7 @@ class _PreparedSeedSelect:
             "setup_seconds": session.setup_seconds,
             "batch": {"size": len(batch), "images": [p.index for p in batch], "seconds": seconds},
             "peak_memory": out.peak_memory,
+            "checkpointing": out.extra.get("checkpointing"),
             "stopped_early": out.stopped_early,
         }
         info(

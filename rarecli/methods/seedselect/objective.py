@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rarecli.log import warn
-from rarecli.methods.ddim import checkpointed, decode, trajectory
+from rarecli.methods.ddim import checkpointed, decode, denoise_step, trajectory
 
 if TYPE_CHECKING:
     import torch
@@ -73,6 +73,10 @@ class Objective:
     semantic_weight: float = 10.0
     appearance_weight: float = 1.0
     checkpoint: bool = True
+
+    def step(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """Inner denoising step `i` from `x` (what one checkpoint segment computes)."""
+        return denoise_step(self.loaded, x, i, self.text, self.schedule)
 
     def semantic(self, latents: torch.Tensor, clip_targets: torch.Tensor) -> torch.Tensor:
         """1 - cosine between the decoded latents' CLIP embeddings and the targets, per image."""

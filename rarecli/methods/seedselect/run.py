@@ -47,7 +47,15 @@ def run(config: SeedSelectConfig, manager: DeviceManager) -> SeedSelectResult:
     method = registry.get(config.method, "rare seedselect")
     options = options_of(config) if method.needs_refs else {}
     context = MethodContext(
-        config.model, config.revision, manager, config.inner_steps, config.guidance, options, command="seedselect"
+        config.model,
+        config.revision,
+        manager,
+        config.inner_steps,
+        config.guidance,
+        options,
+        command="seedselect",
+        height=config.height,
+        width=config.width,
     )
     prepared = method.prepare(context)
     # SeedSelect records the prompt as given beside the cleaned one itself; plain sampling draws the cleaned one.

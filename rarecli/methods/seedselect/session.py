@@ -22,6 +22,7 @@ from rarecli.log import info, warn
 from rarecli.methods.ddim import DdimSchedule, TextConditioning, encode_text, render, to_pil
 from rarecli.methods.inversion import InversionSettings, invert_references
 from rarecli.methods.seedselect.config import DEFAULTS, SeedSelectConfig, clean_prompt, resolve_clip, validate
+from rarecli.methods.seedselect.memory import choose
 from rarecli.methods.seedselect.objective import Objective, OptimResult, optimise, semantic_weights
 from rarecli.methods.seedselect.references import (
     Reference,
@@ -69,7 +70,7 @@ def prepare(config: SeedSelectConfig, manager: DeviceManager) -> Session:
     loaded = load_pipeline(
         config.model, manager, config.revision, families=pipelines_for(config.method), purpose="seedselect"
     )
-    shape = latent_shape(loaded.ref)
+    shape = latent_shape(loaded.ref, config.height, config.width)
     clip_name, clip_tag = resolve_clip(config)
     clip = load_clip(clip_name, manager, clip_tag)
     text = encode_text(loaded, prompt, guidance)
@@ -95,6 +96,7 @@ def prepare(config: SeedSelectConfig, manager: DeviceManager) -> Session:
         "semantic_step_weights": list(semantic_weights(config.inner_steps)),
         "patience": config.patience,
         "clip_model": clip.name,
+        **({"clip_weights": f"random: architecture twin of {clip.twin_of}"} if clip.twin_of else {}),
         "checkpointing": config.checkpointing,
         "device": manager.device,
         "dtype": manager.dtype,
@@ -174,11 +176,15 @@ class Session:
             torch.stack([self.targets.latent_mean(p.subset) for p in batch]).to(device),
             self.config.semantic_weight,
             self.config.appearance_weight,
-            self.config.checkpointing,
         )
-        return optimise(
+        starts = torch.stack([p.start for p in batch])
+        choice = choose(self.config.checkpointing, objective, starts.to(device))
+        objective.checkpoint = choice.enabled
+        if self.config.checkpointing == "auto":
+            info(f"checkpointing {'on' if choice.enabled else 'off'} ({choice.reason})")
+        result = optimise(
             objective,
-            torch.stack([p.start for p in batch]),
+            starts,
             iters=self.iters,
             lr=float(self.settings["lr"]),
             weight_decay=self.config.weight_decay,
@@ -186,6 +192,8 @@ class Session:
             on_iteration=on_iteration,
             snapshot_at=snapshot_at,
         )
+        result.extra["checkpointing"] = choice.to_json()
+        return result
 
     def render(self, seeds: torch.Tensor) -> list[Image.Image]:
         """The images the pipeline's DDIM loop draws from `seeds` (B, C, h, w) at this run's settings."""

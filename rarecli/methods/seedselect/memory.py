@@ -1,0 +1,120 @@
+"""`--checkpointing auto`: whether SeedSelect can afford to keep every denoising step's activations.
+
+Without checkpointing, backward reads the activations autograd saved in each inner step's forward, so
+an iteration holds `inner_steps` steps' worth at once (plus one VAE decode and CLIP pass per semantic
+step); with it, one step's worth plus the latents, at the price of a second forward per step. The saved
+bytes are measured, not guessed: one denoising step and one semantic pass of the actual batch run under
+autograd's saved-tensor hooks, which see every tensor backward would keep, on any device (the weights
+it keeps references to are left out: they are in memory anyway). The rule:
+
+    off  when  inner_steps * step + semantic_steps * semantic  <=  FREE_SHARE * free memory
+
+free memory being the device's (`torch.cuda.mem_get_info`) or, on the CPU, the system's MemAvailable.
+Half of what is free leaves room for the gradient buffers backward allocates and the allocator's slack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from rarecli.methods.seedselect.objective import semantic_weights
+
+if TYPE_CHECKING:
+    import torch
+
+    from rarecli.methods.seedselect.objective import Objective
+
+FREE_SHARE = 0.5
+MODES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class CheckpointingChoice:
+    mode: str  # what was asked: auto, on or off
+    enabled: bool  # what runs
+    step_bytes: int | None = None  # saved activations of one denoising step of the batch
+    semantic_bytes: int | None = None  # of one VAE decode + CLIP pass
+    unchecked_bytes: int | None = None  # what an iteration without checkpointing would hold
+    free_bytes: int | None = None
+    batch: int | None = None
+
+    @property
+    def reason(self) -> str:
+        if self.mode != "auto":
+            return f"--checkpointing {self.mode}"
+        need, free = self.unchecked_bytes or 0, self.free_bytes or 0
+        verdict = "fits" if not self.enabled else "does not fit"
+        return (
+            f"auto: {need / 2**20:,.0f} MiB of activations without checkpointing {verdict} in "
+            f"{FREE_SHARE:.0%} of {free / 2**20:,.0f} MiB free"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "reason": self.reason}
+
+
+def resident_storages(*modules: Any) -> set[int]:
+    """Data pointers of the modules' weights and buffers: backward keeps references to them (a linear
+    layer needs its weight for the input's gradient), but they are in memory anyway."""
+    return {t.untyped_storage().data_ptr() for m in modules for t in (*m.parameters(), *m.buffers())}
+
+
+def saved_bytes(fn: Any, *args: Any, resident: set[int] = frozenset()) -> int:
+    """Bytes of the tensors autograd saves for backward while `fn(*args)` runs (each storage once),
+    leaving out the `resident` storages (the weights)."""
+    import torch
+
+    storages: dict[tuple[Any, int], int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.device.type != "meta":
+            s = t.untyped_storage()
+            if s.data_ptr() not in resident:
+                storages[(t.device, s.data_ptr())] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(*args)
+    return sum(storages.values())
+
+
+def free_memory_bytes(device: torch.device) -> int | None:
+    """What the device has free now: the CUDA driver's figure, or the system's MemAvailable."""
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def decide(need: int, free: int | None) -> bool:
+    """Checkpointing on (True) unless the unchecked iteration fits comfortably in what is free; with no
+    figure for free memory, on (the safe choice: slower, never out of memory because of us)."""
+    return free is None or need > FREE_SHARE * free
+
+
+def choose(mode: str, objective: Objective, seeds: torch.Tensor) -> CheckpointingChoice:
+    """Resolve `mode` for this batch; `auto` measures one step of it (a forward pass, no backward)."""
+    if mode != "auto":
+        return CheckpointingChoice(mode, mode == "on")
+    import torch
+
+    modules = [c for c in objective.loaded.pipe.components.values() if isinstance(c, torch.nn.Module)]
+    resident = resident_storages(*modules, objective.clip.model)
+    x = seeds.detach().clone().requires_grad_(True)
+    step_bytes = saved_bytes(objective.step, x, 0, resident=resident)
+    semantic_bytes = saved_bytes(objective.semantic, x, objective.clip_targets, resident=resident)
+    n = len(objective.schedule)
+    need = n * step_bytes + len(semantic_weights(n)) * semantic_bytes
+    free = free_memory_bytes(torch.device(objective.loaded.manager.device))
+    return CheckpointingChoice(
+        "auto", decide(need, free), step_bytes, semantic_bytes, need, free, batch=int(seeds.shape[0])
+    )
