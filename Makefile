@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 DEMO   ?= out/demo
 TOY_REFS := rarecli/toyworld/weights/refs
 
-.PHONY: install demo test test-all lint bench-perf toy-world eval-toy eval-toy-augment clean
+.PHONY: install demo test test-realsize test-all lint bench-perf bench-realsize toy-world eval-toy eval-toy-augment clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -36,19 +36,34 @@ demo:
 test:
 	$(BIN)/python -m pytest -q -x -p no:cacheprovider
 
+# The architecture twins at real size (tests/test_realsize.py): builds about 10.5 GB of random-weight
+# models into the rare cache once, then about 15 minutes on 2 CPU cores and 16 GB of memory.
+test-realsize:
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/python -m pytest -q -x -p no:cacheprovider -m realsize
+
 # ruff, then the layer contract in pyproject.toml ([tool.importlinter]): an upward import fails here.
 lint:
 	$(BIN)/ruff check rarecli tests benchmarks
 	$(BIN)/lint-imports
 
-# Every benchmarks/perf_*.py takes --out FILE.json; each writes out/bench/<its name>.json.
+# Every benchmarks/perf_*.py takes --out FILE.json; each writes out/bench/<its name>.json. The real-size
+# one (perf_realsize.py: GBs of twins, about 40 minutes on a CPU) has its own target, bench-realsize.
 bench-perf:
 	@mkdir -p out/bench
 	@for script in benchmarks/perf_*.py; do \
 		name=$$(basename $$script .py); \
+		[ "$$name" = perf_realsize ] && continue; \
 		echo "$$script -> out/bench/$$name.json"; \
 		PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(BIN)/python $$script --out out/bench/$$name.json || exit 1; \
 	done
+
+# SeedSelect, NAO-SeedSelect and R2F on the SD2.1-base / ViT-H-14 / SD3-medium twins; committed results in
+# docs/realsize/. On a GPU: make bench-realsize REALSIZE_ARGS="--sizes 512 --steps 10 20 --dtypes fp32 fp16"
+REALSIZE_ARGS ?= --iters 1
+bench-realsize:
+	@mkdir -p out/bench
+	OMP_NUM_THREADS=2 PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(BIN)/python benchmarks/perf_realsize.py \
+		--out out/bench/perf_realsize.json $(REALSIZE_ARGS)
 
 # The toy world (rarecli/toyworld): trains the committed weights from scikit-learn's digits, on the
 # CPU, in about 15 minutes on 2 shared cores; `git diff --stat` afterwards shows what changed.
