@@ -1,0 +1,69 @@
+"""The R2F+ plan document (issue 14, first part): what it holds and how a broken one is refused."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from rarecli.errors import InputError
+from rarecli.llm.plus_schema import PlusPlan, from_authors
+
+# The shape of one of the authors' stored GPT-4o answers (rarebench_multi_2relation), two objects.
+AUTHORS = {
+    "original_prompt": "A spotted lion is lounging on an ax shaped bed",
+    "base_prompt": "#1 lounging on #2",
+    "objects": {
+        "#1": {"prompt": "#1 lounging", "object": "A spotted lion", "r2f": ["A spotted animal"],
+               "visual_detail_levels": [3], "bbox": [0.2, 0.5, 0.7, 0.8]},
+        "#2": {"prompt": "#2 shaped bed", "object": "an ax shaped bed", "r2f": ["an ax shaped furniture"],
+               "visual_detail_levels": [2], "bbox": [0.3, 0.7, 0.8, 1.0]},
+    },
+}  # fmt: skip
+
+
+def _plan():
+    return from_authors(AUTHORS["original_prompt"], AUTHORS).to_json()
+
+
+def test_an_authors_plan_reads_and_round_trips():
+    plan = from_authors(AUTHORS["original_prompt"], AUTHORS)
+    assert [o.key for o in plan.objects] == ["#1", "#2"]
+    assert plan.objects[1].box == (0.3, 0.7, 0.8, 1.0) and plan.objects[0].levels == (3,)
+    assert PlusPlan.from_json(plan.to_json()) == plan
+
+
+def _broken(edit):
+    doc = copy.deepcopy(_plan())
+    edit(doc)
+    with pytest.raises(InputError) as caught:
+        PlusPlan.from_json(doc)
+    message = caught.value.message
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        (lambda d: d.update(base_prompt="#1 lounging on a bed"), "base_prompt"),  # slot #2 missing
+        (lambda d: d.update(base_prompt="#1 and #1 on #2"), "base_prompt"),  # a slot twice
+        (lambda d: d.update(base_prompt="#1 on #2 near #3"), "base_prompt"),  # a slot without an object
+        (lambda d: d["objects"][1].update(box=[0.3, 0.7, 0.8, 1.2]), "objects[1].box"),  # outside the image
+        (lambda d: d["objects"][0].update(box=[0.5, 0.5, 0.5, 0.9]), "objects[0].box"),  # no width
+        (lambda d: d["objects"][0].update(box=[0.2, 0.5, 0.7]), "objects[0].box"),
+        (lambda d: d["objects"][0].update(frequent=["an animal", "a spotted animal"], levels=[3, 2]),
+         "objects[0].levels"),  # decreasing
+        (lambda d: d["objects"][0].update(levels=[6]), "objects[0].levels[0]"),
+        (lambda d: d["objects"][0].update(levels=[]), "objects[0].levels"),  # one per stand-in
+        (lambda d: d["objects"][0].update(prompt="#1 next to #2"), "objects[0].prompt"),
+        (lambda d: d["objects"][0].update(prompt="#2 lounging"), "objects[0].prompt"),  # not its own slot
+        (lambda d: d["objects"][1].update(key="#1", prompt="#1 shaped bed"), "objects[1].key"),
+        (lambda d: d.update(version=7), "version"),
+        (lambda d: d.update(schema="rare.r2f.plan"), "schema"),
+        (lambda d: d.update(boxes=[]), "boxes"),
+    ],
+)  # fmt: skip
+def test_a_broken_plan_is_refused_in_one_line_naming_the_field(edit, field):
+    message = _broken(edit)
+    assert message.startswith(f"R2F+ plan: {field} "), message
