@@ -37,7 +37,7 @@ test:
 	$(BIN)/python -m pytest -q -x -p no:cacheprovider
 
 # The architecture twins at real size (tests/test_realsize.py): builds about 10.5 GB of random-weight
-# models into the rare cache once, then about 15 minutes on 2 CPU cores and 16 GB of memory.
+# models into the rare cache once (about 3 minutes), then about 10 minutes on 2 CPU cores, 18 GB of memory.
 test-realsize:
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/python -m pytest -q -x -p no:cacheprovider -m realsize
 
