@@ -67,3 +67,32 @@ def _broken(edit):
 def test_a_broken_plan_is_refused_in_one_line_naming_the_field(edit, field):
     message = _broken(edit)
     assert message.startswith(f"R2F+ plan: {field} "), message
+
+
+def test_each_slot_receives_the_phrase_the_rule_gives_at_each_step():
+    from rarecli.llm.plus_schema import PlusObject, PlusPlan
+    from rarecli.methods.r2f.plus_schedule import fill, plan_schedule
+
+    lion = PlusObject("#1", "a spotted lion", "#1 lounging", ("a spotted animal", "a spotted cat"), (1, 2),
+                      (0.2, 0.5, 0.7, 0.8))  # fmt: skip
+    bed = PlusObject("#2", "an ax shaped bed", "#2 shaped bed", ("an ax shaped furniture",), (3,), (0.3, 0.7, 0.8, 1.0))
+    plan = PlusPlan("A spotted lion is lounging on an ax shaped bed", "#1 lounging on #2", (lion, bed))
+    # By hand, SD3 at 50 steps: levels 1, 2, 3 stop at steps 5, 10, 20. The lion: "a spotted animal" on the
+    # even steps before 5, "a spotted cat" on the even steps 5..9, the rare phrase on every other step.
+    # The bed: its stand-in on the even steps before 20.
+    A, C, L = "a spotted animal", "a spotted cat", "a spotted lion"
+    F, B = "an ax shaped furniture", "an ax shaped bed"
+    lion_by_hand = [A, L, A, L, A, L, C, L, C, L] + [L] * 40
+    bed_by_hand = [F if i % 2 == 0 else B for i in range(20)] + [B] * 30
+    table = plan_schedule(plan, 50, "sd3")
+    assert [row["#1"] for row in table["base"]] == lion_by_hand
+    assert [row["#2"] for row in table["base"]] == bed_by_hand
+    assert [row for row in table["#1"]] == [{"#1": p} for p in lion_by_hand]  # the object prompt: its slot only
+    assert [row for row in table["#2"]] == [{"#2": p} for p in bed_by_hand]
+    # Scaled to 10 steps (stops 1, 2, 4): the lion's first stand-in at step 0 only, its second never (its
+    # stop at 2 comes before an even step it could guide), the bed's on steps 0 and 2.
+    short = plan_schedule(plan, 10, "sd3")["base"]
+    assert [row["#1"] for row in short] == [A] + [L] * 9
+    assert [row["#2"] for row in short] == [F, B, F] + [B] * 7
+    text, _ = fill(plan.base_prompt, {o.key: o for o in plan.objects}, 0, {"#1": (5, 10), "#2": (20,)})
+    assert text == "a spotted animal lounging on an ax shaped furniture"
