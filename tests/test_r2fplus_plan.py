@@ -96,3 +96,37 @@ def test_each_slot_receives_the_phrase_the_rule_gives_at_each_step():
     assert [row["#2"] for row in short] == [F, B, F] + [B] * 7
     text, _ = fill(plan.base_prompt, {o.key: o for o in plan.objects}, 0, {"#1": (5, 10), "#2": (20,)})
     assert text == "a spotted animal lounging on an ax shaped furniture"
+
+
+def test_the_authors_r2fplus_plans_are_pinned_fetched_verified_and_checked(tmp_path, monkeypatch):
+    import hashlib
+    import json
+
+    from rarecli.bench.dataset import load_authors_plus_plans
+    from rarecli.bench.definition import load_definition
+    from tests.bench_helpers import FileServer, own_definition
+
+    packaged = {c.name: c.authors_plus_plans for c in load_definition().categories}
+    assert packaged["M-and"].sha256 == "9fa15f042eeb0c67e78e0fffedda6301df9d696b6a621fa01926e9caf87d847c"
+    assert packaged["M-complex"].file == "test/r2fplus_prompt/rarebench/rarebench_multi_3complex_gpt4o.txt"
+    assert packaged["S-property"] is None  # R2F+ is the multi-object categories' method
+
+    flat = copy.deepcopy(AUTHORS)  # a box of zero height, as one of the authors' own plans has
+    flat["original_prompt"] = "A flat lion on a bed"
+    flat["objects"]["#1"]["bbox"] = [0.25, 0.4, 0.3, 0.4]
+    raw = json.dumps({AUTHORS["original_prompt"]: AUTHORS, flat["original_prompt"]: flat}, indent=4).encode()
+    name = "test/r2fplus_prompt/rarebench/rarebench_multi_2relation_gpt4o.txt"
+    (tmp_path / "mirror" / "c0ffee" / name).parent.mkdir(parents=True)
+    (tmp_path / "mirror" / "c0ffee" / name).write_bytes(raw)
+    pins = {"rarebench_multi_2relation.txt": {"file": name, "sha256": hashlib.sha256(raw).hexdigest()}}
+    definition = load_definition(own_definition(tmp_path, {}, authors_plus_plans=pins))
+    monkeypatch.setenv("RARE_CACHE_DIR", str(tmp_path / "cache"))
+    server = FileServer(tmp_path / "mirror")
+    with server.running() as url:
+        monkeypatch.setenv("RARE_RAREBENCH_URL", url + "/{commit}")
+        plans, refused = load_authors_plus_plans(definition, [definition.category("M-relation")])
+        load_authors_plus_plans(definition, [definition.category("M-relation")])  # the second from the cache
+    assert server.requests == [f"/c0ffee/{name}"]
+    assert list(plans) == [AUTHORS["original_prompt"]] and plans[AUTHORS["original_prompt"]].objects[1].key == "#2"
+    assert refused == {"A flat lion on a bed": refused["A flat lion on a bed"]}
+    assert refused["A flat lion on a bed"].startswith("R2F+ plan: objects[0].box must have x_min < x_max")

@@ -12,6 +12,7 @@ other files (the authors' frozen plans, their judge script) are compared as raw 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import urllib.error
 import urllib.request
@@ -23,6 +24,7 @@ from rarecli.bench.definition import Category, Definition, PinnedFile
 from rarecli.errors import InputError, RareError
 from rarecli.io.atomic import write_replace, write_text_replace
 from rarecli.io.inputs import read_text
+from rarecli.llm.plus_schema import PlusPlan, from_authors
 from rarecli.llm.schema import Plan
 from rarecli.log import info, warn
 from rarecli.methods.r2f.authors import import_plans
@@ -231,6 +233,33 @@ def load_authors_plans(definition: Definition, categories: list[Category]) -> di
         for plan in import_plans(text, pinned.file):
             plans[plan_key(plan.prompt)] = plan
     return plans
+
+
+def load_authors_plus_plans(
+    definition: Definition, categories: list[Category]
+) -> tuple[dict[str, PlusPlan], dict[str, str]]:
+    """The authors' frozen R2F+ plans of the selected categories (fetched at the pin, verified), by prompt,
+    and the prompts whose plan our checks refuse, with the reason (their validator allows a box of zero
+    width or height; ours does not)."""
+    plans: dict[str, PlusPlan] = {}
+    refused: dict[str, str] = {}
+    for category in categories:
+        pinned = category.authors_plus_plans
+        if pinned is None:
+            raise RareError(f"the RareBench definition names no authors' R2F+ plans for {category.name}")
+        data = fetch_pinned(definition, pinned, f"the authors' {category.name} R2F+ plans")
+        try:
+            entries = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise RareError(f"{pinned.file} is not a JSON document: {exc}") from exc
+        if not isinstance(entries, dict):
+            raise RareError(f"{pinned.file}: expected an object of prompt -> plan")
+        for prompt, entry in entries.items():
+            try:
+                plans[plan_key(prompt)] = from_authors(prompt, entry)
+            except InputError as exc:
+                refused[plan_key(prompt)] = exc.message
+    return plans, refused
 
 
 def plan_key(prompt: str) -> str:

@@ -37,6 +37,7 @@ class Category:
     kind: str = "single"
     about: str = ""
     authors_plans: PinnedFile | None = None  # the authors' frozen GPT-4 R2F plans for this category
+    authors_plus_plans: PinnedFile | None = None  # their frozen GPT-4o R2F+ plans (multi-object categories)
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ def _parse(data: dict[str, Any], path: Path) -> Definition:
             kind=str(c.get("kind", "single")),
             about=str(c.get("about", "")),
             authors_plans=_pinned(c.get("authors_plans")),
+            authors_plus_plans=_pinned(c.get("authors_plus_plans")),
         )
         for c in data["categories"]
     )
