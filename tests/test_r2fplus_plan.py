@@ -130,3 +130,22 @@ def test_the_authors_r2fplus_plans_are_pinned_fetched_verified_and_checked(tmp_p
     assert list(plans) == [AUTHORS["original_prompt"]] and plans[AUTHORS["original_prompt"]].objects[1].key == "#2"
     assert refused == {"A flat lion on a bed": refused["A flat lion on a bed"]}
     assert refused["A flat lion on a bed"].startswith("R2F+ plan: objects[0].box must have x_min < x_max")
+
+
+def test_rare_r2f_plan_import_converts_an_authors_r2fplus_file_and_names_what_it_leaves_out(tmp_path):
+    import json
+    import subprocess
+
+    from tests.conftest import rare_cmd
+
+    flat = copy.deepcopy(AUTHORS)
+    flat["original_prompt"] = "A flat lion on a bed"
+    flat["objects"]["#1"]["bbox"] = [0.25, 0.4, 0.3, 0.4]
+    source = tmp_path / "rarebench_multi_2relation_gpt4o.txt"
+    source.write_text(json.dumps({AUTHORS["original_prompt"]: AUTHORS, "A flat lion on a bed": flat}, indent=4))
+    done = subprocess.run([*rare_cmd(), "r2f", "plan", "--import", str(source)], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    assert PlusPlan.from_json(json.loads(line)) == from_authors(AUTHORS["original_prompt"], AUTHORS)
+    assert "not imported: 'A flat lion on a bed': R2F+ plan: objects[0].box" in done.stderr

@@ -12,7 +12,6 @@ other files (the authors' frozen plans, their judge script) are compared as raw 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import urllib.error
 import urllib.request
@@ -24,10 +23,10 @@ from rarecli.bench.definition import Category, Definition, PinnedFile
 from rarecli.errors import InputError, RareError
 from rarecli.io.atomic import write_replace, write_text_replace
 from rarecli.io.inputs import read_text
-from rarecli.llm.plus_schema import PlusPlan, from_authors
+from rarecli.llm.plus_schema import PlusPlan
 from rarecli.llm.schema import Plan
 from rarecli.log import info, warn
-from rarecli.methods.r2f.authors import import_plans
+from rarecli.methods.r2f.authors import import_plans, import_plus_plans
 from rarecli.paths import cache_dir
 
 ENV_URL = "RARE_RAREBENCH_URL"
@@ -249,16 +248,12 @@ def load_authors_plus_plans(
             raise RareError(f"the RareBench definition names no authors' R2F+ plans for {category.name}")
         data = fetch_pinned(definition, pinned, f"the authors' {category.name} R2F+ plans")
         try:
-            entries = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise RareError(f"{pinned.file} is not a JSON document: {exc}") from exc
-        if not isinstance(entries, dict):
-            raise RareError(f"{pinned.file}: expected an object of prompt -> plan")
-        for prompt, entry in entries.items():
-            try:
-                plans[plan_key(prompt)] = from_authors(prompt, entry)
-            except InputError as exc:
-                refused[plan_key(prompt)] = exc.message
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RareError(f"{pinned.file} is not UTF-8 text: {exc}") from exc
+        read, bad = import_plus_plans(text, pinned.file)
+        plans.update({plan_key(plan.prompt): plan for plan in read})
+        refused.update(bad)
     return plans, refused
 
 

@@ -80,7 +80,8 @@ def plan(
             dir_okay=False,
             help="Convert a plan file in the authors' format (krafton-ai/Rare-to-Frequent, test/r2f_prompt/) "
             "into rare's plans, one JSON line per prompt; no LLM is asked. Replay them with "
-            "`rare r2f generate --schedule authors`.",
+            "`rare r2f generate --schedule authors`. Their R2F+ files (test/r2fplus_prompt/) become R2F+ "
+            "plans; an entry our checks refuse is named on stderr and left out.",
         ),
     ] = None,
     backend: Annotated[
@@ -145,10 +146,19 @@ def plan(
     if import_file is not None:
         if prompt is not None or file is not None:
             raise InputError("give a PROMPT, --file or --import, not several")
-        from rarecli.methods.r2f.authors import import_plans
+        from rarecli.log import warn
+        from rarecli.methods.r2f.authors import import_plans, import_plus_plans, is_plus_file
 
-        for imported in import_plans(read_text(import_file, "plan file"), str(import_file)):
-            yield Output(imported.to_json())
+        text = read_text(import_file, "plan file")
+        if not is_plus_file(text, str(import_file)):
+            for imported in import_plans(text, str(import_file)):
+                yield Output(imported.to_json())
+            return
+        plus, refused = import_plus_plans(text, str(import_file))
+        for imported_plus in plus:
+            yield Output(imported_plus.to_json())
+        for prompt, reason in refused.items():  # said, not dropped silently: the rest are still usable
+            warn(f"not imported: {prompt!r}: {reason}")
         return
     from rarecli.llm.planner import PlannerSettings, plan_prompts
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from rarecli.errors import InputError
 from rarecli.io.inputs import loads
+from rarecli.llm.plus_schema import PlusPlan, from_authors
 from rarecli.llm.schema import MAX_CHAIN, MAX_LEVEL, Chain, Plan
 
 ALTERNATION = 2  # their `alt_step`: even steps the stand-in, odd steps the rare prompt
@@ -92,3 +93,33 @@ def import_plans(text: str, source: str) -> list[Plan]:
         }
         plans.append(Plan.from_json(plan, where))  # the plan schema's own checks
     return plans
+
+
+def is_plus_file(text: str, source: str) -> bool:
+    """Whether an authors' plan file holds R2F+ plans (test/r2fplus_prompt/: base prompt and objects)."""
+    try:
+        data = loads(text, source)
+    except ValueError:
+        return False
+    first = next(iter(data.values()), None) if isinstance(data, dict) else None
+    return isinstance(first, dict) and "base_prompt" in first and "objects" in first
+
+
+def import_plus_plans(text: str, source: str) -> tuple[list[PlusPlan], dict[str, str]]:
+    """The R2F+ plans of an authors'-format file in file order, and the prompts our checks refuse, each
+    with the reason (their validator accepts a box of zero width or height; ours does not)."""
+    try:
+        data = loads(text, source)
+    except ValueError as exc:
+        raise InputError(f"{source} is not an authors' R2F+ plan file (not JSON: {exc})") from None
+    if not isinstance(data, dict) or not data:
+        raise InputError(f"{source}: expected a JSON object mapping each prompt to its R2F+ plan")
+    plans: list[PlusPlan] = []
+    refused: dict[str, str] = {}
+    for prompt, entry in data.items():
+        name = " ".join(str(prompt).split())
+        try:
+            plans.append(from_authors(name, entry))
+        except InputError as exc:
+            refused[name] = exc.message
+    return plans, refused
