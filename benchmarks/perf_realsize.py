@@ -36,21 +36,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from _procfs import reset_peak_rss, status_kib  # beside this script (its folder is sys.path[0])
+
 PROMPT = "a tiger cat"
 MODEL = "twin:sd21-base"
 CLIP = "twin:vit-h-14"
 SD3 = "twin:sd3-medium"
 VARIANTS = ("rare_checkpointing", "rare_no_checkpointing", "authors_style")
-
-
-def _status_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 class Peak:
@@ -59,17 +51,13 @@ class Peak:
     def __init__(self, manager) -> None:
         self.manager = manager
         manager.reset_peak_memory()
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-            self.reset = True
-        except OSError:
-            self.reset = False
+        self.reset = reset_peak_rss()
 
     def read(self) -> dict:
         cuda = self.manager.peak_memory_bytes()
         if cuda is not None:
             return {"kind": "cuda_max_allocated", "bytes": cuda}
-        peak = _status_kib("VmHWM")
+        peak = status_kib("VmHWM")
         return {"kind": "process_peak_rss", "bytes": peak * 1024 if peak else None, "reset": self.reset}
 
 

@@ -30,25 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from _procfs import reset_peak_rss, status_kib  # beside this script (its folder is sys.path[0])
+
 PROMPT = "a hairy frog"
-
-
-def _rss_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def _make_refs(loaded, folder: Path, size: int, n: int = 3) -> None:
@@ -103,12 +87,12 @@ def child_memory(size: int, steps: int, checkpoint: bool) -> dict:
     import gc
 
     gc.collect()
-    reset = _reset_peak()
-    before = _rss_kib("VmRSS")
+    reset = reset_peak_rss()
+    before = status_kib("VmRSS")
     start = time.perf_counter()
     objective(seed).total.sum().backward()
     seconds = time.perf_counter() - start
-    peak = _rss_kib("VmHWM")
+    peak = status_kib("VmHWM")
     assert seed.grad is not None and torch.isfinite(seed.grad).all()
     return {
         "inner_steps": steps,

@@ -24,6 +24,7 @@ from typing import Any
 
 from rarecli.backbones.tokenizers import clip_tokenizer, t5_tokenizer
 from rarecli.errors import RareError
+from rarecli.runtime.device import available_system_memory
 
 CONFIG_DIR = Path(__file__).with_name("twin_configs")
 PREFIX = "twin:"
@@ -139,16 +140,6 @@ def count_parameters(twin: TwinSpec) -> dict[str, int]:
     return counts
 
 
-def _available_memory() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 @contextmanager
 def _default_dtype(dtype: Any) -> Iterator[None]:
     import torch
@@ -167,7 +158,7 @@ def save_twin(twin: TwinSpec, folder: Path, progress: Callable[[str], None] = la
     import torch
 
     largest = max(twin.expected_parameters().values(), default=0) * SAVED_BYTES_PER_PARAMETER
-    available = _available_memory()
+    available = available_system_memory()
     if available is not None and largest * 1.2 > available:
         raise RareError(
             f"twin:{twin.name} needs about {largest / 1e9:.1f} GB of free memory to build its largest "

@@ -22,6 +22,18 @@ if TYPE_CHECKING:
 DTYPES = ("fp32", "fp16", "bf16")
 
 
+def available_system_memory() -> int | None:
+    """Bytes the system can still give without swapping (Linux's MemAvailable); None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def resolve_device(spec: str) -> str:
     """auto -> cuda > mps > cpu; validates an explicit choice against what this machine has."""
     import torch

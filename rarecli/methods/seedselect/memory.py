@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from rarecli.methods.seedselect.objective import semantic_weights
+from rarecli.runtime.device import available_system_memory
 
 if TYPE_CHECKING:
     import torch
@@ -85,14 +86,7 @@ def free_memory_bytes(device: torch.device) -> int | None:
 
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return available_system_memory()
 
 
 def decide(need: int, free: int | None) -> bool:
