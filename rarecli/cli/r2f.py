@@ -40,6 +40,11 @@ class Schedule(StrEnum):
     authors = "authors"
 
 
+class Masks(StrEnum):
+    boxes = "boxes"
+    detector = "detector"
+
+
 class ResponseFormat(StrEnum):
     auto = "auto"
     json_schema = "json_schema"
@@ -48,6 +53,7 @@ class ResponseFormat(StrEnum):
 
 
 _LLM = "LLM"
+_PLUS = "R2F+ plans"
 
 
 def _prompts(prompt: str | None, file: Path | None) -> list[str]:
@@ -84,6 +90,14 @@ def plan(
             "plans; an entry our checks refuse is named on stderr and left out.",
         ),
     ] = None,
+    plus: Annotated[
+        bool,
+        typer.Option(
+            "--plus",
+            help="Plan R2F+ (region-guided, SD3): the prompt's objects, each with its own prompt, frequent "
+            "stand-ins and a box, as a `rare.r2fplus.plan` JSON line. `rare r2f generate` runs it.",
+        ),
+    ] = False,
     backend: Annotated[
         Backend,
         typer.Option(
@@ -140,12 +154,16 @@ def plan(
 ) -> Iterator[Output]:
     """Find the rare concepts in a prompt and plan their frequent stand-ins; prints one plan JSON per line.
 
+    With --plus, plan R2F+ instead: the objects of the prompt, each with its box and its own stand-ins.
+
     Answers are cached on disk (by backend, model, template version and prompt), so planning the same
     prompt again costs no API call. Without OPENAI_API_KEY, plan offline with --backend llama.
     """
     if import_file is not None:
         if prompt is not None or file is not None:
             raise InputError("give a PROMPT, --file or --import, not several")
+        if plus:
+            raise InputError("--import reads the kind of plan the file holds; leave out --plus")
         from rarecli.log import warn
         from rarecli.methods.r2f.authors import import_plans, import_plus_plans, is_plus_file
 
@@ -154,8 +172,8 @@ def plan(
             for imported in import_plans(text, str(import_file)):
                 yield Output(imported.to_json())
             return
-        plus, refused = import_plus_plans(text, str(import_file))
-        for imported_plus in plus:
+        plus_plans, refused = import_plus_plans(text, str(import_file))
+        for imported_plus in plus_plans:
             yield Output(imported_plus.to_json())
         for prompt, reason in refused.items():  # said, not dropped silently: the rest are still usable
             warn(f"not imported: {prompt!r}: {reason}")
@@ -170,6 +188,7 @@ def plan(
         timeout=timeout,
         attempts=attempts,
         use_cache=not no_cache,
+        kind="r2f-plus" if plus else "r2f",
     )
     for result in plan_prompts(_prompts(prompt, file), settings):
         yield Output(result.to_json())  # a plan is data: one JSON line each
@@ -207,6 +226,45 @@ def generate(
     offload: Offload = False,
     attention_slicing: AttentionSlicing = False,
     t5: T5 = None,
+    masks: Annotated[
+        Masks,
+        typer.Option(
+            "--masks",
+            help="R2F+: each object's mask, where its own image is pasted in: boxes (the box itself; no "
+            "extra model) or detector (--detector finds the object, --segmenter outlines it; the box is "
+            "used when detection is weak).",
+            rich_help_panel=_PLUS,
+        ),
+    ] = Masks.boxes,
+    detector: Annotated[
+        str | None,
+        typer.Option(
+            "--detector",
+            help="R2F+ --masks detector: a zero-shot object detector (transformers), a Hub id or folder; "
+            "default IDEA-Research/grounding-dino-tiny; tiny-grounding-dino runs offline (random weights).",
+            rich_help_panel=_PLUS,
+        ),
+    ] = None,
+    segmenter: Annotated[
+        str | None,
+        typer.Option(
+            "--segmenter",
+            help="R2F+ --masks detector: a box-prompted segmenter (SAM), a Hub id or folder; default "
+            "facebook/sam-vit-base; tiny-sam runs offline (random weights).",
+            rich_help_panel=_PLUS,
+        ),
+    ] = None,
+    min_detection_score: Annotated[
+        float | None,
+        typer.Option(
+            "--min-detection-score",
+            min=0.0,
+            max=1.0,
+            help="R2F+ --masks detector: below this best-box score (default 0.3) detection is weak and the "
+            "object's box is its mask; the PNG metadata says which objects fell back.",
+            rich_help_panel=_PLUS,
+        ),
+    ] = None,
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> Iterator[Output]:
@@ -214,6 +272,10 @@ def generate(
 
     Image i of each plan uses seed SEED+i. PNGs carry the plan and the per-step schedule in their metadata.
     Prints the image paths, or with --json one JSON line per plan.
+
+    An R2F+ plan (`rare r2f plan --plus`) runs R2F+ on SD3: each object drawn alone in its box, then the
+    base prompt with box guidance and the objects' latents pasted inside their masks early on. Beside each
+    image go `<name>.object-N.png`, `<name>.mask-N.png` and `<name>.boxes.png`.
     """
     # The library is imported here, not at the top: it pulls in numpy, and `rare --help` must stay instant.
     from rarecli.methods.r2f.generate import R2FConfig, run
@@ -236,9 +298,13 @@ def generate(
         height=height,
         width=width,
         t5=t5,
+        masks=masks.value,
+        detector=detector,
+        segmenter=segmenter,
+        min_detection_score=min_detection_score,
     )
     for result in run(config, manager):
-        yield Output(result.to_json(), result.images)
+        yield Output(result.to_json(), result.images + result.parts)
 
 
 def register(app: typer.Typer) -> None:

@@ -63,3 +63,25 @@ def _fit(draw, text: str, font, width: int) -> str:
     while text and draw.textlength(text + "...", font=font) > width:
         text = text[:-1]
     return text + "..." if text else ""
+
+
+def draw_boxes(
+    image: Image.Image,
+    boxes: Sequence[tuple[float, float, float, float]],
+    labels: Sequence[str],
+    width: int = 2,
+) -> Image.Image:
+    """A copy of `image` with each normalised box `[x_min, y_min, x_max, y_max]` outlined and labelled."""
+    if len(labels) != len(boxes):
+        raise ValueError(f"{len(labels)} labels for {len(boxes)} boxes")
+    out = image.convert("RGB")
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default()
+    colours = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
+    for i, (box, label) in enumerate(zip(boxes, labels, strict=True)):
+        x0, y0, x1, y1 = box
+        rect = [x0 * (out.width - 1), y0 * (out.height - 1), x1 * (out.width - 1), y1 * (out.height - 1)]
+        colour = colours[i % len(colours)]
+        draw.rectangle(rect, outline=colour, width=width)
+        draw.text((rect[0] + width + 1, rect[1] + width), label, fill=colour, font=font)
+    return out

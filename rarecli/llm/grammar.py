@@ -25,7 +25,7 @@ WS_MAX = 12
 _MAX_INT_ALTERNATIVES = 1000
 
 
-def _literal(text: str) -> str:
+def gbnf_literal(text: str) -> str:
     """A GBNF string literal matching `text` exactly."""
     out = []
     for ch in text:
@@ -62,7 +62,7 @@ class _Builder:
             values = schema["enum"]
             if not values:
                 raise RareError(f"grammar: empty enum at {name}")
-            return self.add(name, " | ".join(_literal(json.dumps(v, ensure_ascii=False)) for v in values))
+            return self.add(name, " | ".join(gbnf_literal(json.dumps(v, ensure_ascii=False)) for v in values))
         kind = schema.get("type")
         if kind == "object":
             props = schema.get("properties", {})
@@ -70,7 +70,7 @@ class _Builder:
             for i, (key, sub) in enumerate(props.items()):
                 if i:
                     parts.append('"," ws')
-                parts.append(f'{_literal(json.dumps(key))} ws ":" ws {self.node(sub, f"{name}-{key}")} ws')
+                parts.append(f'{gbnf_literal(json.dumps(key))} ws ":" ws {self.node(sub, f"{name}-{key}")} ws')
             parts.append('"}"')
             return self.add(name, " ".join(parts))
         if kind == "array":
@@ -99,7 +99,7 @@ class _Builder:
             lo, hi = int(schema["minimum"]), int(schema["maximum"])
             if hi < lo or hi - lo >= _MAX_INT_ALTERNATIVES:
                 raise RareError(f"grammar: integer range {lo}..{hi} at {name} is empty or too wide")
-            return self.add(name, " | ".join(_literal(str(v)) for v in range(lo, hi + 1)))
+            return self.add(name, " | ".join(gbnf_literal(str(v)) for v in range(lo, hi + 1)))
         if kind == "boolean":
             return self.add(name, '"true" | "false"')
         raise RareError(f"grammar: unsupported schema at {name}: {schema!r}")

@@ -142,7 +142,7 @@ class LlamaBackend:
                 messages=messages,
                 grammar=grammar,
                 temperature=self.temperature,
-                max_tokens=self.max_tokens,
+                max_tokens=max(self.max_tokens, constraint.max_tokens or 0),
                 seed=self.seed,
             )
         except ValueError as exc:

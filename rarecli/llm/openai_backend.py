@@ -145,7 +145,7 @@ class OpenAIBackend:
                     messages=messages,
                     temperature=self.temperature,
                     seed=self.seed,
-                    max_tokens=self.max_tokens,
+                    max_tokens=max(self.max_tokens, constraint.max_tokens or 0),
                     **request,
                 )
             except (openai.BadRequestError, openai.UnprocessableEntityError, openai.InternalServerError) as exc:

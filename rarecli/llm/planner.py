@@ -11,8 +11,6 @@ number of times, and then a RareError names the prompt.
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +20,12 @@ import yaml
 
 from rarecli import log
 from rarecli.errors import InputError, RareError
+from rarecli.llm.answers import InvalidAnswer, extract_json, strip_controls
 from rarecli.llm.cache import ResponseCache
 from rarecli.llm.llama_backend import LlamaBackend
 from rarecli.llm.openai_backend import OpenAIBackend
-from rarecli.llm.protocol import Backend, Constraint
+from rarecli.llm.plus_answer import R2F_PLUS
+from rarecli.llm.protocol import Backend, Constraint, PlanKind
 from rarecli.llm.schema import (
     Concept,
     LLMRecord,
@@ -37,8 +37,6 @@ from rarecli.llm.schema import (
 from rarecli.paths import data_file
 
 TEMPLATE_NAME = "r2f_plan"
-_FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -76,9 +74,10 @@ def template_path(name: str = TEMPLATE_NAME) -> Path:
     return path
 
 
-def load_template(path: Path | None = None) -> Template:
-
-    path = path or template_path()
+def load_template(path: Path | None = None, kind: PlanKind | None = None) -> Template:
+    """A planner template, its worked examples checked as answers of `kind` (default: R2F)."""
+    kind = kind or R2F
+    path = path or template_path(kind.template)
     raw = path.read_bytes()
     try:
         data = yaml.safe_load(raw.decode("utf-8"))
@@ -96,56 +95,10 @@ def load_template(path: Path | None = None) -> Template:
     except (yaml.YAMLError, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
         raise RareError(f"prompt template {path} is malformed: {exc}") from exc
     for example, answer in examples:
-        problems = _check(answer, example)[1]
+        problems = _problems(kind, answer, example)
         if problems:
             raise RareError(f"prompt template {path}: example answer for {example!r} is invalid: {problems[0]}")
     return template
-
-
-class InvalidAnswer(Exception):
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("; ".join(errors))
-        self.errors = errors
-
-
-def _extract_json(raw: str, repairs: list[str]) -> Any:
-    text = raw.strip()
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    unfenced = _FENCE.sub("", text).strip()
-    if unfenced != text:
-        try:
-            value = json.loads(unfenced)
-            repairs.append("removed a Markdown code fence")
-            return value
-        except ValueError:
-            text = unfenced
-    start, end = text.find("{"), text.rfind("}")
-    if 0 <= start < end:
-        inner = text[start : end + 1]
-        for strict in (True, False):
-            try:
-                value = json.loads(inner, strict=strict)
-            except ValueError:
-                continue
-            if inner != raw.strip():
-                repairs.append("took the JSON object out of surrounding text")
-            if not strict:
-                repairs.append("removed control characters inside strings")
-            return value
-    raise InvalidAnswer(["the answer is not a JSON object"])
-
-
-def _strip_controls(value: Any) -> Any:
-    if isinstance(value, str):
-        return _CONTROL.sub(" ", value)
-    if isinstance(value, list):
-        return [_strip_controls(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _strip_controls(v) for k, v in value.items()}
-    return value
 
 
 def repair_answer(raw: str, prompt: str) -> tuple[list[Concept], list[str]]:
@@ -157,9 +110,9 @@ def repair_answer(raw: str, prompt: str) -> tuple[list[Concept], list[str]]:
     e.g. a rare phrase that is not in the prompt, raises InvalidAnswer with the reasons.
     """
     repairs: list[str] = []
-    data = _extract_json(raw, repairs)
+    data = extract_json(raw, repairs)
     if "removed control characters inside strings" in repairs:
-        data = _strip_controls(data)
+        data = strip_controls(data)
     if isinstance(data, list):
         data = {"concepts": data}
         repairs.append("wrapped a bare list as {concepts: [...]}")
@@ -197,12 +150,21 @@ def repair_answer(raw: str, prompt: str) -> tuple[list[Concept], list[str]]:
     return concepts, repairs
 
 
-def _check(raw: str, prompt: str) -> tuple[list[Concept], list[str]]:
+def _problems(kind: PlanKind, raw: str, prompt: str) -> list[str]:
     try:
-        concepts, _ = repair_answer(raw, prompt)
+        kind.parse(raw, prompt)
     except InvalidAnswer as exc:
-        return [], exc.errors
-    return concepts, []
+        return exc.errors
+    return []
+
+
+R2F = PlanKind(
+    "r2f",
+    TEMPLATE_NAME,
+    Constraint.for_prompt,
+    repair_answer,
+    lambda prompt, concepts, record: Plan(prompt, tuple(concepts), record),
+)
 
 
 class Planner:
@@ -215,17 +177,19 @@ class Planner:
         cache: Any | None = None,
         max_attempts: int = 3,
         use_cache: bool = True,
+        kind: PlanKind = R2F,
     ) -> None:
         if max_attempts < 1:
             raise InputError("--attempts must be at least 1")
+        self.kind = kind
         self.backend = backend
-        self.template = template or load_template()
+        self.template = template or load_template(kind=kind)
         self.cache = cache
         self.max_attempts = max_attempts
         self.use_cache = use_cache
 
     def constraint(self, prompt: str, attempt: int) -> Constraint:
-        return Constraint.for_prompt(prompt)
+        return self.kind.constraint(prompt)
 
     def _key(self, prompt: str) -> str:
 
@@ -242,7 +206,8 @@ class Planner:
             repairs=tuple(repairs),
         )
 
-    def plan(self, prompt: str) -> Plan:
+    def plan(self, prompt: str) -> Any:
+        """The kind's plan for `prompt` (an R2F `Plan`, or a `PlusPlan`)."""
 
         prompt = " ".join(prompt.split())
         if not prompt:
@@ -254,9 +219,9 @@ class Planner:
             hit = self.cache.get(key)
             if hit is not None:
                 try:
-                    concepts, repairs = repair_answer(hit["raw"], prompt)
+                    content, repairs = self.kind.parse(hit["raw"], prompt)
                     record = self._record(hit["raw"], int(hit.get("attempts", 1)), True, repairs)
-                    return Plan(prompt, tuple(concepts), record)
+                    return self.kind.build(prompt, content, record)
                 except InvalidAnswer:
                     log.warn(f"ignoring an invalid cached answer for {prompt!r}")
         messages = self.template.messages(prompt)
@@ -264,7 +229,7 @@ class Planner:
         for attempt in range(1, self.max_attempts + 1):
             raw = self.backend.complete(messages, self.constraint(prompt, attempt))
             try:
-                concepts, repairs = repair_answer(raw, prompt)
+                content, repairs = self.kind.parse(raw, prompt)
             except InvalidAnswer as exc:
                 problems = exc.errors
                 log.info(f"plan attempt {attempt}/{self.max_attempts} for {prompt!r} was invalid: {exc}")
@@ -286,7 +251,7 @@ class Planner:
                         "attempts": attempt,
                     },
                 )
-            return Plan(prompt, tuple(concepts), self._record(raw, attempt, False, repairs))
+            return self.kind.build(prompt, content, self._record(raw, attempt, False, repairs))
         raise RareError(
             f"the LLM gave no valid plan for the prompt {prompt!r} after {self.max_attempts} attempt(s): "
             + "; ".join(problems[:3]),
@@ -304,6 +269,7 @@ class PlannerSettings:
     attempts: int = 3
     use_cache: bool = True
     cache_folder: Path | None = None
+    kind: str = "r2f"  # r2f, or r2f-plus (R2F+ plans: objects, boxes, per-object stand-ins)
 
 
 def make_backend(settings: PlannerSettings) -> Backend:
@@ -319,18 +285,27 @@ def make_backend(settings: PlannerSettings) -> Backend:
     raise InputError(f"unknown LLM backend {settings.backend!r}", hint="use openai or llama")
 
 
+def plan_kind(name: str) -> PlanKind:
+    if name == R2F.name:
+        return R2F
+    if name == "r2f-plus":
+        return R2F_PLUS
+    raise InputError(f"unknown plan kind {name!r}", hint="use r2f or r2f-plus")
+
+
 def make_planner(settings: PlannerSettings) -> Planner:
     """A planner with the backend, disk cache and retry policy that `settings` describe."""
 
     return Planner(
         make_backend(settings),
+        kind=plan_kind(settings.kind),
         cache=ResponseCache(settings.cache_folder),
         max_attempts=settings.attempts,
         use_cache=settings.use_cache,
     )
 
 
-def plan_prompts(prompts: Iterable[str], settings: PlannerSettings) -> Iterator[Plan]:
+def plan_prompts(prompts: Iterable[str], settings: PlannerSettings) -> Iterator[Any]:
     """Plan each non-blank prompt in order (the backend is set up once, on the first prompt)."""
     planner: Planner | None = None
     for prompt in prompts:
@@ -346,8 +321,10 @@ __all__ = [
     "Backend",
     "Constraint",
     "InvalidAnswer",
+    "PlanKind",
     "Planner",
     "PlannerSettings",
+    "R2F",
     "Template",
     "load_template",
     "make_backend",

@@ -3,11 +3,15 @@ the equivalent GBNF grammar). The planner and both backends (openai, llama.cpp) 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rarecli.llm.grammar import schema_to_gbnf
 from rarecli.llm.schema import prompt_spans, response_schema
+
+if TYPE_CHECKING:
+    from rarecli.llm.schema import LLMRecord
 
 
 @dataclass(frozen=True)
@@ -16,6 +20,8 @@ class Constraint:
 
     schema: dict[str, Any]
     grammar: str
+    # Tokens the answer may need at most (None: the backend's default); R2F+ answers are longer.
+    max_tokens: int | None = None
 
     @classmethod
     def for_prompt(cls, prompt: str, min_concepts: int = 0) -> Constraint:
@@ -31,3 +37,16 @@ class Backend(Protocol):
     model: str
 
     def complete(self, messages: list[dict[str, str]], constraint: Constraint) -> str: ...
+
+
+@dataclass(frozen=True)
+class PlanKind:
+    """What one kind of plan asks of the planner: its template, the constraint an answer is decoded
+    under, how an answer is read (its content and the repairs made, or InvalidAnswer), and the plan
+    built from that content and the audit record."""
+
+    name: str
+    template: str
+    constraint: Callable[[str], Constraint]
+    parse: Callable[[str, str], tuple[Any, list[str]]]
+    build: Callable[[str, Any, LLMRecord], Any]

@@ -11,8 +11,8 @@ Two schemas live here:
 - `PLAN_SCHEMA`: the plan document that `rare r2f plan` prints and `rare r2f generate` reads, which adds
   the prompt, the schema id/version and an audit record of the LLM call.
 
-The validator covers exactly the JSON-schema subset these use (object, array, string, integer, enum, their
-bounds and a string pattern), so neither a jsonschema dependency nor a looser reading is needed.
+The validator covers exactly the JSON-schema subset these use (object, array, string, integer, number, enum,
+their bounds and a string pattern), so neither a jsonschema dependency nor a looser reading is needed.
 """
 
 from __future__ import annotations
@@ -167,6 +167,13 @@ def validate(instance: Any, schema: dict[str, Any], path: str = "$") -> list[str
     elif kind == "integer":
         if isinstance(instance, bool) or not isinstance(instance, int):
             return [f"{path}: expected an integer, got {instance!r}"]
+        if "minimum" in schema and instance < schema["minimum"]:
+            errors.append(f"{path}: {instance} < {schema['minimum']}")
+        if "maximum" in schema and instance > schema["maximum"]:
+            errors.append(f"{path}: {instance} > {schema['maximum']}")
+    elif kind == "number":
+        if isinstance(instance, bool) or not isinstance(instance, int | float):
+            return [f"{path}: expected a number, got {instance!r}"]
         if "minimum" in schema and instance < schema["minimum"]:
             errors.append(f"{path}: {instance} < {schema['minimum']}")
         if "maximum" in schema and instance > schema["maximum"]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from rarecli.errors import RareError
 from rarecli.io.atomic import write_replace, write_text_new, write_text_replace
-from rarecli.io.images import a1111_parameters, save_numbered_png, save_png
+from rarecli.io.images import a1111_parameters, png_bytes, save_numbered_png, save_png
 from rarecli.seeds.files import save_seed, seed_bytes
 
 if TYPE_CHECKING:
@@ -66,10 +66,11 @@ class Written:
     image: Path
     seed: Path | None = None
     run: Path | None = None
+    extras: list[Path] = field(default_factory=list)
 
     @property
     def files(self) -> list[Path]:
-        return [p for p in (self.image, self.seed, self.run) if p is not None]
+        return [p for p in (self.image, self.seed, self.run) if p is not None] + self.extras
 
 
 def write_generated(
@@ -81,10 +82,12 @@ def write_generated(
     name_method: str | None = None,
     seed_tensor: torch.Tensor | None = None,
     run_record: dict[str, Any] | None = None,
+    extras: dict[str, Image.Image] | None = None,
 ) -> Written:
     """Write `image` with its metadata: under the next free `{index:05d}_{seed}_{method}_{slug}.png` in
     `folder` (the method part is `name_method` when given), or at exactly `path` (FileExistsError if
-    taken). Then the seed file and the run record beside it, if given. No image is ever overwritten.
+    taken). Then the seed file, the run record and the `extras` (`<stem>.<name>.png`, the same metadata
+    plus `part: name`) beside it, if given. No image is ever overwritten.
 
     At an exact `path` (a batch job's item) the seed file and run record are written first and the image
     last, so the image marks a whole item: a job killed in between leaves no image, and its re-run
@@ -93,7 +96,7 @@ def write_generated(
         raise ValueError("give exactly one of folder= and path=")
     chunk = provenance.rare_chunk()
     if path is not None:
-        return _write_item(Path(path), image, provenance, chunk, seed_tensor, run_record)
+        return _write_item(Path(path), image, provenance, chunk, seed_tensor, run_record, extras or {})
     png = save_numbered_png(
         Path(folder),
         image,
@@ -109,6 +112,10 @@ def write_generated(
             written.seed = save_seed(png.with_suffix(".safetensors"), seed_tensor, chunk)
         if run_record is not None:
             written.run = write_text_new(_run_path(png), _run_text(chunk, png, written.seed, run_record))
+        for name, extra in (extras or {}).items():
+            written.extras.append(
+                save_png(_extra_path(png, name), extra, provenance.parameters(), {**chunk, "part": name})
+            )
     except RareError as exc:
         exc.written = written.files + exc.written  # the image is kept: it was written whole
         raise
@@ -122,16 +129,25 @@ def _write_item(
     chunk: dict[str, Any],
     seed_tensor: torch.Tensor | None,
     run_record: dict[str, Any] | None,
+    extras: dict[str, Image.Image],
 ) -> Written:
     if png.exists():
         raise FileExistsError(png)
     seed = run = None
+    written_extras = []
+    for name, extra in extras.items():  # replaced, like the side files: a killed run may have left them
+        data = png_bytes(extra, provenance.parameters(), {**chunk, "part": name})
+        written_extras.append(write_replace(_extra_path(png, name), lambda fh, data=data: fh.write(data)))
     if seed_tensor is not None:
         data = seed_bytes(seed_tensor, chunk)
         seed = write_replace(png.with_suffix(".safetensors"), lambda fh: fh.write(data))
     if run_record is not None:
         run = write_text_replace(_run_path(png), _run_text(chunk, png, seed, run_record))
-    return Written(save_png(png, image, provenance.parameters(), chunk), seed, run)
+    return Written(save_png(png, image, provenance.parameters(), chunk), seed, run, written_extras)
+
+
+def _extra_path(png: Path, name: str) -> Path:
+    return png.with_name(f"{png.stem}.{name}.png")
 
 
 def _run_path(png: Path) -> Path:

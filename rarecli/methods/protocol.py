@@ -84,6 +84,9 @@ class Generated:
     run_record: dict[str, Any] | None = None
     checkpoints: dict[int, Image.Image] = field(default_factory=dict)
     interrupted: bool = False
+    # Pictures that belong with the image (R2F+: each object's own image and mask, the boxes drawn),
+    # written beside it as `<stem>.<name>.png` with the same metadata.
+    extras: dict[str, Image.Image] = field(default_factory=dict)
 
 
 class Prepared(Protocol):

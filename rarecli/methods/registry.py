@@ -10,6 +10,7 @@ from __future__ import annotations
 from rarecli.errors import InputError
 from rarecli.methods.protocol import Method
 from rarecli.methods.r2f.method import R2F
+from rarecli.methods.r2f.plus_method import R2FPlus
 from rarecli.methods.sample import PlainSampling
 from rarecli.methods.seedselect.method import SeedSelect
 
@@ -30,5 +31,5 @@ def get(name: str, purpose: str = "rare") -> Method:
     return METHODS[name]
 
 
-for _method in (PlainSampling(), R2F(), SeedSelect("seedselect"), SeedSelect("nao-seedselect")):
+for _method in (PlainSampling(), R2F(), R2FPlus(), SeedSelect("seedselect"), SeedSelect("nao-seedselect")):
     register(_method)

@@ -1,16 +1,31 @@
-"""Reading plans: one JSON document (a plan or a list of plans) or JSON lines, from a file or stdin,
+"""Reading plans (R2F, and R2F+ by their schema): one JSON document (a plan or a list of plans) or JSON lines, from a file or stdin,
 bounded like every file a user gives rare (`rarecli.io.inputs`: size, encoding, nesting)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rarecli.errors import InputError
 from rarecli.io.inputs import loads, read_stdin, read_text
+from rarecli.llm import plus_schema
+from rarecli.llm.plus_schema import PlusPlan
 from rarecli.llm.schema import Plan
 
+AnyPlan = Plan | PlusPlan
 
-def parse_plans(text: str, where: str = "plan") -> list[Plan]:
+
+def read_plan(doc: Any, where: str) -> AnyPlan:
+    """An R2F plan, or an R2F+ plan when the document says it is one (its `schema`)."""
+    if isinstance(doc, dict) and doc.get("schema") == plus_schema.SCHEMA_ID:
+        try:
+            return PlusPlan.from_json(doc)
+        except InputError as exc:
+            raise InputError(f"{where}: {exc.message}", hint=exc.hint) from None
+    return Plan.from_json(doc, where)
+
+
+def parse_plans(text: str, where: str = "plan") -> list[AnyPlan]:
     """Plans in `text`: a JSON object, a JSON list of objects, or one object per line (blank lines skipped)."""
     stripped = text.strip()
     if not stripped:
@@ -20,9 +35,9 @@ def parse_plans(text: str, where: str = "plan") -> list[Plan]:
     except ValueError:
         whole = None
     if isinstance(whole, dict):
-        return [Plan.from_json(whole, where)]
+        return [read_plan(whole, where)]
     if isinstance(whole, list):
-        return [Plan.from_json(item, f"{where}[{i}]") for i, item in enumerate(whole)]
+        return [read_plan(item, f"{where}[{i}]") for i, item in enumerate(whole)]
     plans = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -34,11 +49,11 @@ def parse_plans(text: str, where: str = "plan") -> list[Plan]:
                 f"{where}, line {number}: not JSON ({exc.msg})",
                 hint="give one plan JSON per line, as `rare r2f plan` prints them",
             ) from None
-        plans.append(Plan.from_json(data, f"{where}, line {number}"))
+        plans.append(read_plan(data, f"{where}, line {number}"))
     return plans
 
 
-def read_plans(source: str) -> list[Plan]:
+def read_plans(source: str) -> list[AnyPlan]:
     """Plans from a file path, or from stdin when `source` is '-'."""
     if source == "-":
         return parse_plans(read_stdin(), "stdin")

@@ -40,7 +40,10 @@ class Conditioning:
     pooled: torch.Tensor | None = None
 
 
-def _encode(loaded: LoadedPipeline, prompt: str, negative: str | None, cfg: bool) -> Conditioning:
+def encode(
+    loaded: LoadedPipeline, prompt: str, negative: str | None, cfg: bool, max_sequence_length: int | None = None
+) -> Conditioning:
+    """One prompt's embeddings (SD3: T5 cut at `max_sequence_length`, default the family's)."""
     import torch
 
     pipe = loaded.pipe
@@ -56,7 +59,7 @@ def _encode(loaded: LoadedPipeline, prompt: str, negative: str | None, cfg: bool
             num_images_per_prompt=1,
             do_classifier_free_guidance=cfg,
             negative_prompt=negative,
-            max_sequence_length=family.max_sequence_length,
+            max_sequence_length=max_sequence_length or family.max_sequence_length,
         )
     elif family.key == "sdxl":
         pos, neg, pooled, neg_pooled = pipe.encode_prompt(
@@ -97,7 +100,7 @@ def encode_schedule(
     with torch.inference_mode():
         for i, text in enumerate(schedule.prompts):
             if i in used and text not in by_text:
-                by_text[text] = _encode(loaded, text, negative, cfg)
+                by_text[text] = encode(loaded, text, negative, cfg)
     return [by_text.get(text) if i in used else None for i, text in enumerate(schedule.prompts)]
 
 

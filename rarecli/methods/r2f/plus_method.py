@@ -1,0 +1,170 @@
+"""R2F+ (region-guided Rare-to-Frequent) behind the method protocol, on SD3 only.
+
+A request carries an R2F+ plan (`rare r2f generate` on a `rare.r2fplus.plan`, RareBench replaying the
+authors' plans), or the method asks its planner for one (RareBench: options `llm_backend`, `llm_model`,
+`llm_base_url`). Options: `negative_prompt`; `masks`: `boxes` (each object's box is its mask) or
+`detector` (GroundingDINO + SAM, `detector` and `segmenter` model ids or folders, and
+`min_detection_score` below which detection counts as weak and the box is used). Steps default to the
+paper's 50 and the guidance to SD3's 7.0. See `plus_sampler` for what runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rarecli.backbones.families import family_of, pipelines_for
+from rarecli.backbones.loading import LoadedPipeline, latent_shape, load_pipeline
+from rarecli.errors import InputError
+from rarecli.io.grid import draw_boxes
+from rarecli.llm.planner import Planner, PlannerSettings, make_planner
+from rarecli.llm.plus_schema import PlusPlan
+from rarecli.log import progress
+from rarecli.methods.output import Provenance, settings_text
+from rarecli.methods.protocol import Generated, MethodContext, Request
+from rarecli.methods.r2f.plus_detect import DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, DEFAULT_SEGMENTER, DetectorMasker
+from rarecli.methods.r2f.plus_masks import BoxMasker, Masker
+from rarecli.methods.r2f.plus_sampler import PlusSettings, Trace, sample_plus
+from rarecli.methods.r2f.sampler import DEFAULT_STEPS, sampler_name
+
+NAME = "r2f-plus"
+MASKS = ("boxes", "detector")
+OPTIONS = frozenset(
+    {
+        "negative_prompt",
+        "llm_backend",
+        "llm_model",
+        "llm_base_url",
+        "masks",
+        "detector",
+        "segmenter",
+        "min_detection_score",
+    }
+)
+
+
+class R2FPlus:
+    name = NAME
+    needs_refs = False
+
+    def check(self, options: Mapping[str, Any]) -> None:
+        unknown = sorted(set(options) - OPTIONS)
+        if unknown:
+            raise InputError(f"r2f-plus has no option {', '.join(unknown)}")
+        if options.get("llm_backend") not in (None, "openai", "llama"):
+            raise InputError(f"unknown LLM backend {options['llm_backend']!r}", hint="use openai or llama")
+        if options.get("masks", "boxes") not in MASKS:
+            raise InputError(f"unknown R2F+ masks {options['masks']!r}", hint="use boxes or detector")
+        score = options.get("min_detection_score", DEFAULT_MIN_SCORE)
+        if not isinstance(score, int | float) or not 0 <= score <= 1:
+            raise InputError(f"min_detection_score must be a number in [0, 1] (got {score!r})")
+        if options.get("masks", "boxes") == "boxes" and ({"detector", "segmenter"} & set(options)):
+            raise InputError("a detector or segmenter is only used with masks=detector (--masks detector)")
+
+    def prepare(self, context: MethodContext) -> _PreparedPlus:
+        self.check(context.options)
+        options = context.options
+        planner = None
+        if options.get("llm_backend") is not None:
+            planner = make_planner(
+                PlannerSettings(
+                    backend=options["llm_backend"],
+                    llm_model=options.get("llm_model"),
+                    base_url=options.get("llm_base_url"),
+                    kind=NAME,
+                )
+            )
+        loaded = load_pipeline(
+            context.model,
+            context.manager,
+            context.revision,
+            families=pipelines_for(self.name),
+            purpose=f"{context.command} (R2F+ runs on SD3 only)",
+            t5=context.t5,
+        )
+        masker: Masker = BoxMasker()
+        if options.get("masks", "boxes") == "detector":
+            masker = DetectorMasker(
+                options.get("detector", DEFAULT_DETECTOR),
+                options.get("segmenter", DEFAULT_SEGMENTER),
+                context.manager,
+                float(options.get("min_detection_score", DEFAULT_MIN_SCORE)),
+            )
+            masker.load()  # a missing detector fails before any image is drawn
+        return _PreparedPlus(loaded, context, planner, masker)
+
+
+@dataclass
+class _PreparedPlus:
+    loaded: LoadedPipeline
+    context: MethodContext
+    planner: Planner | None
+    masker: Masker
+
+    def plan(self, request: Request) -> PlusPlan:
+        if isinstance(request.plan, PlusPlan):
+            return request.plan
+        if request.plan is not None:
+            raise InputError(
+                f"{request.prompt!r}: r2f-plus needs an R2F+ plan (`rare r2f plan --plus`), not an R2F plan"
+            )
+        if self.planner is None:
+            raise InputError(f"no R2F+ plan for {request.prompt!r}", hint="give a plan, or an LLM backend to plan with")
+        return self.planner.plan(request.prompt)
+
+    def generate(self, request: Request) -> Iterator[Generated]:
+        loaded, context = self.loaded, self.context
+        family = family_of(loaded.family)
+        steps = context.steps or DEFAULT_STEPS
+        guidance = family.guidance if context.guidance is None else context.guidance
+        negative = context.options.get("negative_prompt")
+        settings = PlusSettings.for_steps(steps, guidance, negative)
+        plan = self.plan(request)
+        shape = latent_shape(loaded.ref, context.height, context.width)
+        sampler = sampler_name(loaded)
+        hyper: dict[str, Any] = {
+            "steps": steps,
+            "guidance": guidance,
+            "sampler": sampler,
+            "negative_prompt": negative,
+            "family": loaded.family,
+            "latent_shape": list(shape),
+            "masks": self.masker.name,
+            **settings.to_json(),
+        }
+        if isinstance(self.masker, DetectorMasker):
+            hyper.update(self.masker.to_json())
+        if loaded.has_t5 is not None:
+            hyper["t5"] = loaded.has_t5
+        seeds = list(request.seeds)
+        wanted = request.wanted()
+        with progress("r2f+", total=len(wanted)) as bar:
+            for i in wanted:
+                seed = seeds[i]
+                trace = Trace()
+                made = sample_plus(loaded, plan, seed, shape, settings, self.masker, trace)
+                extras = {}
+                for obj in made.objects:
+                    number = obj.key.lstrip("#")
+                    extras[f"object-{number}"] = draw_boxes(obj.image, [obj.centred_box], [obj.key])
+                    extras[f"mask-{number}"] = obj.mask
+                extras["boxes"] = draw_boxes(made.image, [o.box for o in plan.objects], [o.key for o in plan.objects])
+                provenance = Provenance(
+                    command=context.command,
+                    method=NAME,
+                    prompt=plan.prompt,
+                    seed=seed,
+                    model=loaded.ref.to_meta(),
+                    hyper=dict(hyper),
+                    extra={
+                        "plan": plan.to_json(),
+                        "schedule": trace.phrases,
+                        "masks": {o.key: o.mask_source for o in made.objects},
+                        "cost": {"transformer_forward": trace.forward, "transformer_backward": trace.backward},
+                    },
+                    settings=settings_text(sampler, steps, guidance, seed, context.model, Method="R2F+"),
+                    negative_prompt=negative,
+                )
+                bar.advance()
+                yield Generated(i, seed, made.image, provenance, extras=extras)

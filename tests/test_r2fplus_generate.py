@@ -1,0 +1,119 @@
+"""R2F+ sampling on the embedded tiny SD3 (issue 14): what each step received, that box guidance moves
+attention into the box, that fusion pastes exactly the objects' latents inside their masks, and the
+command end to end (an R2F+ plan from a real tiny GGUF, then `rare r2f generate`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rarecli.llm.plus_schema import PlusObject, PlusPlan
+
+LION = PlusObject("#1", "a spotted lion", "#1 lounging", ("a spotted animal", "a spotted cat"), (1, 2),
+                  (0.05, 0.3, 0.5, 0.85))  # fmt: skip
+BED = PlusObject("#2", "an ax shaped bed", "#2 in a room", ("an ax shaped furniture",), (3,), (0.55, 0.4, 0.95, 0.8))
+PLAN = PlusPlan("A spotted lion is lounging on an ax shaped bed", "#1 lounging on #2", (LION, BED))
+
+
+@pytest.fixture(scope="module")
+def sd3():
+    from rarecli.backbones.loading import load_pipeline
+    from rarecli.runtime.device import DeviceManager
+
+    return load_pipeline("tiny-sd3", DeviceManager("cpu", "fp32"))
+
+
+def _run(sd3, steps, **trace_kw):
+    from rarecli.backbones.loading import latent_shape
+    from rarecli.methods.r2f.plus_masks import BoxMasker
+    from rarecli.methods.r2f.plus_sampler import PlusSettings, Trace, sample_plus
+
+    trace = Trace(**trace_kw)
+    made = sample_plus(sd3, PLAN, 0, latent_shape(sd3.ref), PlusSettings.for_steps(steps, 7.0), BoxMasker(), trace)
+    return made, trace
+
+
+def test_each_step_receives_the_phrases_worked_out_by_hand(sd3):
+    made, trace = _run(sd3, 20)
+    # By hand, SD3's level table (levels 1, 2, 3 stop at 5, 10, 20 of 50) scaled to 20 steps and rounded
+    # half up: stops 2, 4, 8. The lion (levels 1, 2): "a spotted animal" at step 0, "a spotted cat" at
+    # step 2 (its first stand-in has expired, its second has not), the rare phrase on every other step.
+    # The bed (level 3): its stand-in on the even steps before 8.
+    A, C, L = "a spotted animal", "a spotted cat", "a spotted lion"
+    F, B = "an ax shaped furniture", "an ax shaped bed"
+    lion = [A, L, C] + [L] * 17
+    bed = [F, B, F, B, F, B, F, B] + [B] * 12
+    # What the transformer's sampling calls were given (identified by their embeddings), per generation.
+    assert trace.received["base"] == [f"{lion[i]} lounging on {bed[i]}" for i in range(20)]
+    assert trace.received["#1"] == [f"{p} lounging" for p in lion]
+    assert trace.received["#2"] == [f"{p} in a room" for p in bed]
+    assert [row["#1"] for row in trace.phrases["base"]] == lion
+    assert made.image.size == (64, 64) and [o.key for o in made.objects] == ["#1", "#2"]
+    # Forward passes: 3 generations x 20 steps, plus 4 guided steps (10 of 50 scaled) x 5 updates each,
+    # every update one forward and one backward pass.
+    assert (trace.forward, trace.backward) == (3 * 20 + 3 * 4 * 5, 3 * 4 * 5)
+
+
+def test_box_guidance_moves_each_objects_attention_into_its_box(sd3):
+    import torch
+
+    from rarecli.methods.r2f.plus_attention import (
+        attention_share,
+        guide,
+        object_maps,
+        probing,
+        run_probe,
+        slot_tokens,
+        token_grid,
+    )
+    from rarecli.methods.r2f.plus_sampler import PlusSettings
+    from rarecli.methods.r2f.sampler import encode
+    from rarecli.seeds.noise import noise_from_seed
+
+    pipe = sd3.pipe
+    settings = PlusSettings.for_steps(10, 7.0)
+    received = {"#1": LION.phrase, "#2": BED.phrase}
+    text = "a spotted lion lounging on an ax shaped bed"
+    with torch.no_grad():
+        cond = encode(sd3, text, None, True, settings.max_sequence_length)
+    spans = slot_tokens(sd3, PLAN.base_prompt, received, settings.max_sequence_length)
+    # The slots' tokens: "a spotted lion" and "an ax shaped bed" in CLIP's positions and again in T5's.
+    assert all(any(i < 77 for i in s) and any(i >= 77 for i in s) for s in spans.values())
+    boxes = {"#1": LION.box, "#2": BED.box}
+    pipe.scheduler.set_timesteps(10)
+    t, sigma = pipe.scheduler.timesteps[0], float(pipe.scheduler.sigmas[0])
+    shares = []
+    for seed in range(3):
+        x = noise_from_seed(seed, (16, 8, 8)).unsqueeze(0)
+        grid = token_grid(sd3, x)
+        with probing(pipe.transformer), torch.no_grad():
+            before = attention_share(object_maps(run_probe(sd3, x, t, cond), spans), boxes, grid)
+            guided = guide(sd3, x, t, sigma, cond, spans, boxes, settings.box_iterations, settings.box_scale)
+            after = attention_share(object_maps(run_probe(sd3, guided, t, cond), spans), boxes, grid)
+        shares.append((before, after))
+    for before, after in shares:
+        assert all(after[k] > before[k] for k in boxes), shares
+    # The processors are back as they were: the next plain sampling is unaffected.
+    assert all(type(p).__name__ == "JointAttnProcessor2_0" for p in pipe.transformer.attn_processors.values())
+
+
+def test_fusion_pastes_each_objects_latent_inside_its_mask_and_nothing_outside(sd3):
+    import torch
+
+    made, trace = _run(sd3, 10, keep_fusion=True)
+    assert [r.step for r in trace.fusion] == [0, 1, 2, 3]  # 20 of 50 steps, scaled to 10
+    for record in trace.fusion:
+        union = torch.zeros_like(record.after[0, 0])
+        for key, (mask, latent) in zip(("#1", "#2"), record.pasted, strict=True):
+            assert torch.equal(latent, trace.object_latents[key][record.step])  # that object's, that step's
+            inside = mask.bool()
+            assert inside.any()
+            assert torch.equal(record.after[..., inside], latent[..., inside].to(record.after))
+            union = torch.maximum(union, mask)
+        outside = union == 0
+        assert outside.any()
+        assert torch.equal(record.after[..., outside], record.before[..., outside])
+        assert not torch.equal(record.after, record.before)
+    # The lion's mask: its centred box (0.275, 0.225, 0.725, 0.775) on the 8x8 latent grid is rows 2..5 and
+    # cols 2..5; moved by its centre's offset, rounded to cells (down 1, left 2), with its latents.
+    cells = trace.fusion[0].pasted[0][0].nonzero()
+    assert cells.min(0).values.tolist() == [3, 0] and cells.max(0).values.tolist() == [6, 3]
