@@ -4,9 +4,13 @@ command end to end (an R2F+ plan from a real tiny GGUF, then `rare r2f generate`
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import pytest
 
 from rarecli.llm.plus_schema import PlusObject, PlusPlan
+from tests.conftest import rare_cmd
 
 LION = PlusObject("#1", "a spotted lion", "#1 lounging", ("a spotted animal", "a spotted cat"), (1, 2),
                   (0.05, 0.3, 0.5, 0.85))  # fmt: skip
@@ -117,3 +121,82 @@ def test_fusion_pastes_each_objects_latent_inside_its_mask_and_nothing_outside(s
     # cols 2..5; moved by its centre's offset, rounded to cells (down 1, left 2), with its latents.
     cells = trace.fusion[0].pasted[0][0].nonzero()
     assert cells.min(0).values.tolist() == [3, 0] and cells.max(0).values.tolist() == [6, 3]
+
+
+# -- masks from the tiny detector and segmenter ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def masker():
+    from rarecli.methods.r2f.plus_detect import DetectorMasker
+    from rarecli.runtime.device import DeviceManager
+
+    return DetectorMasker("tiny-grounding-dino", "tiny-sam", DeviceManager("cpu", "fp32"), 0.3)
+
+
+def _images():
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(4)]
+
+
+def test_the_detector_masks_an_object_and_a_weak_detection_falls_back_to_the_box(masker):
+    import torch
+
+    box = (0.25, 0.25, 0.75, 0.75)
+    scored = [(image, masker.best_box(image, LION.phrase)[1]) for image in _images()]
+    image, score = min(scored, key=lambda p: p[1])
+    assert score < 1.0
+    masker.min_score = score  # at the threshold: the detector's own mask
+    made = masker.mask(image, LION, box, (8, 8))
+    assert made.source == f"detector (score {score:.2f})"
+    assert made.image.shape == (64, 64) and made.latent.shape == (8, 8)
+    expected = masker.outline(image, masker.best_box(image, LION.phrase)[0]).float()
+    assert torch.equal(made.image, expected) and 0 < float(made.latent.max()) <= 1
+    masker.min_score = min(1.0, score + 1e-4)  # just above it: weak, so the box
+    weak = masker.mask(image, LION, box, (8, 8))
+    assert weak.source.startswith("box (weak detection: best score")
+    assert weak.latent.sum() == 16 and weak.image.sum() == 32 * 32
+    masker.min_score = 0.3
+
+
+def test_generate_with_the_tiny_detector_and_segmenter_writes_their_masks(tmp_path):
+    from pathlib import Path
+
+    from rarecli.io.images import read_metadata
+
+    (tmp_path / "plan.json").write_text(json.dumps(PLAN.to_json()))
+    out = tmp_path / "out"
+    run = subprocess.run(
+        rare_cmd() + ["r2f", "generate", str(tmp_path / "plan.json"), "--model", "tiny-sd3", "--steps", "4",
+                      "--masks", "detector", "--detector", "tiny-grounding-dino", "--segmenter", "tiny-sam",
+                      "--min-detection-score", "0", "--out", str(out), "--json"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    meta = read_metadata(Path(result["images"][0]))["rare"]
+    assert all(source.startswith("detector (score") for source in meta["masks"].values())
+    assert meta["hyper"]["detector"]["model"] == "tiny-grounding-dino" and meta["hyper"]["segmenter"]["model"] == "tiny-sam"
+    assert meta["plan"] == PLAN.to_json()
+    assert sorted(Path(p).name.split(".")[-2] for p in result["parts"]) == [
+        "boxes", "mask-1", "mask-2", "object-1", "object-2"]  # fmt: skip
+
+
+def test_rare_models_lists_the_tiny_detector_and_segmenter():
+    run = subprocess.run(rare_cmd() + ["models", "--json"], capture_output=True, text=True, timeout=120)
+    embedded = {e["name"]: e for e in json.loads(run.stdout)["embedded"]}
+    assert embedded["tiny-grounding-dino"]["class"] == "GroundingDinoForObjectDetection"
+    assert embedded["tiny-sam"]["class"] == "SamModel"
+
+
+def test_detection_options_need_detector_masks_and_known_models(tmp_path):
+    (tmp_path / "plan.json").write_text(json.dumps(PLAN.to_json()))
+    base = rare_cmd() + ["r2f", "generate", str(tmp_path / "plan.json"), "--model", "tiny-sd3", "--out", str(tmp_path / "o")]
+    run = subprocess.run(base + ["--detector", "tiny-grounding-dino"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "--detector needs --masks detector" in run.stderr
+    run = subprocess.run(base + ["--masks", "detector", "--detector", "tiny-sam"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "tiny-sam is a segmenter model, not a detector" in run.stderr
+    assert not (tmp_path / "o").exists()

@@ -154,6 +154,15 @@ def test_plan_plus_then_generate_on_tiny_sd3_writes_the_image_its_objects_and_ma
     for part in result["parts"]:
         meta = read_metadata(__import__("pathlib").Path(part))["rare"]
         assert meta["plan"] == doc and meta["part"] == part.rsplit(".", 2)[-2]
+    # The same plan with the tiny detector and segmenter making the masks.
+    made = _rare(["r2f", "generate", str(tmp_path / "plan.json"), "--model", "tiny-sd3", "--steps", "4",
+                  "--masks", "detector", "--detector", "tiny-grounding-dino", "--segmenter", "tiny-sam",
+                  "--out", str(out), "--json"])  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    result = json.loads(made.stdout)
+    image = read_metadata(__import__("pathlib").Path(result["images"][0]))["rare"]
+    assert image["plan"] == doc and image["hyper"]["masks"] == "detector" and len(image["masks"]) == n
+    assert len(result["parts"]) == 2 * n + 1
 
 
 GOOD = {

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rarecli.backbones import tiny
+from rarecli.backbones import tiny, tiny_detection
 from rarecli.backbones.tiny import RECIPE_VERSION
 from rarecli.backbones.twins import PREFIX, TWINS, TwinSpec, save_twin
 from rarecli.errors import RareError
@@ -27,7 +27,7 @@ from rarecli.runtime.quiet import quiet_libraries
 @dataclass(frozen=True)
 class Embedded:
     name: str
-    kind: str  # "pipeline" or "clip"
+    kind: str  # "pipeline", "clip", "detector" or "segmenter"
     pipeline_class: str
     description: str
     build: Callable[[], Any] | None = None
@@ -70,10 +70,10 @@ class Embedded:
 TWIN_VERSION = 1
 
 
-def _recipe(name: str) -> Callable[[], Any]:
+def _recipe(name: str, module: Any = tiny) -> Callable[[], Any]:
     def build() -> Any:
 
-        return getattr(tiny, f"build_{name.replace('-', '_')}")()
+        return getattr(module, f"build_{name.replace('-', '_')}")()
 
     return build
 
@@ -109,6 +109,20 @@ EMBEDDED: dict[str, Embedded] = {
             "CLIPModel",
             "random-weight CLIP image/text model for losses and the offline judge",
             _recipe("tiny-clip"),
+        ),
+        Embedded(
+            "tiny-grounding-dino",
+            "detector",
+            "GroundingDinoForObjectDetection",
+            "random-weight GroundingDINO-shaped text-prompted detector, for R2F+ --masks detector",
+            _recipe("tiny-grounding-dino", tiny_detection),
+        ),
+        Embedded(
+            "tiny-sam",
+            "segmenter",
+            "SamModel",
+            "random-weight SAM-shaped box-prompted segmenter, for R2F+ --masks detector",
+            _recipe("tiny-sam", tiny_detection),
         ),
         Embedded(
             "toy-digits",

@@ -75,14 +75,6 @@ class R2FPlus:
                     kind=NAME,
                 )
             )
-        loaded = load_pipeline(
-            context.model,
-            context.manager,
-            context.revision,
-            families=pipelines_for(self.name),
-            purpose=f"{context.command} (R2F+ runs on SD3 only)",
-            t5=context.t5,
-        )
         masker: Masker = BoxMasker()
         if options.get("masks", "boxes") == "detector":
             masker = DetectorMasker(
@@ -91,7 +83,15 @@ class R2FPlus:
                 context.manager,
                 float(options.get("min_detection_score", DEFAULT_MIN_SCORE)),
             )
-            masker.load()  # a missing detector fails before any image is drawn
+            masker.load()  # a missing detector fails before the pipeline loads
+        loaded = load_pipeline(
+            context.model,
+            context.manager,
+            context.revision,
+            families=pipelines_for(self.name),
+            purpose=f"{context.command} (R2F+ runs on SD3 only)",
+            t5=context.t5,
+        )
         return _PreparedPlus(loaded, context, planner, masker)
 
 
