@@ -17,8 +17,9 @@ def test_method_support_is_read_from_the_table():
 def test_a_family_is_found_by_class_or_key_and_an_unknown_one_is_named():
     assert family_of("sd3") is family_of("StableDiffusion3Pipeline")
     assert family_of("sd3").guidance == 7.0 and family_of("sdxl").guidance == 5.0 and family_of("sd").guidance == 7.5
-    with pytest.raises(InputError, match="FluxPipeline is not a model family") as info:
-        family_of("FluxPipeline")
+    assert family_of("flux") is family_of("FluxPipeline") and family_of("flux").r2f_steps == 4
+    with pytest.raises(InputError, match="KandinskyPipeline is not a model family") as info:
+        family_of("KandinskyPipeline")
     assert "StableDiffusion3Pipeline" in info.value.hint
 
 

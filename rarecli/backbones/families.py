@@ -1,8 +1,8 @@
 """Model families: the one place for per-family facts (defaults, sampler, latent shape, R2F level
 table, and which methods support a family).
 
-A family is a diffusers pipeline class. Every command looks its facts up here, so a new family (FLUX
-next) is added by one entry, and a method that does not support it says so before any work.
+A family is a diffusers pipeline class. Every command looks its facts up here, so a new family is added
+by one entry, and a method that does not support it says so before any work.
 """
 
 from __future__ import annotations
@@ -35,6 +35,13 @@ class Family:
     max_sequence_length: int | None = None
     # Components that hold a T5 encoder the pipeline can run without (`--no-t5`): SD3's third encoder.
     optional_t5: tuple[str, ...] = ()
+    # R2F's default step count (the paper samples 50; the authors' FLUX.1-schnell runs 4).
+    r2f_steps: int = 50
+    # FLUX: the pipeline takes its latents packed in 2x2 patches, (batch, tokens, 4 * channels); the seed
+    # stays (channels, h, w), and its channels are the VAE's latent channels.
+    packed_latents: bool = False
+    # Native image side when the denoiser's config gives none (FLUX's transformer has no sample_size).
+    native_size: int | None = None
 
 
 R2F_REFERENCE_STEPS = 50  # the level tables are stated at 50 steps and scaled to others
@@ -76,6 +83,20 @@ FAMILIES: dict[str, Family] = {
             pooled_embeds="pooled_prompt_embeds",
             max_sequence_length=77,
             optional_t5=("text_encoder_3", "tokenizer_3"),
+        ),
+        Family(
+            "flux",
+            "FluxPipeline",
+            "FLUX.1",
+            denoiser="transformer",
+            # The pipeline's default; FLUX.1-schnell (no guidance embedding) ignores it, and there is no CFG.
+            guidance=3.5,
+            steps=28,
+            methods=frozenset({"sd", "r2f"}),
+            max_sequence_length=512,
+            r2f_steps=4,
+            packed_latents=True,
+            native_size=1024,
         ),
     )
 }

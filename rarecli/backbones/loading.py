@@ -276,8 +276,15 @@ def latent_shape(
     if denoiser is None or vae is None:
         raise RareError(f"{ref.name}: no unet/transformer or vae config: not a latent diffusion pipeline")
     f = 2 ** (len(vae["block_out_channels"]) - 1)
-    default = denoiser["sample_size"] * f
+    embedded = EMBEDDED.get(ref.name) if ref.source == "embedded" else None
+    if "sample_size" in denoiser:
+        default = denoiser["sample_size"] * f
+    else:  # FLUX: the family's native size (an embedded tiny one says its own)
+        default = (embedded.native_size if embedded is not None else None) or (family.native_size if family else 1024)
     h, w = height or default, width or default
-    if h % f or w % f:
-        raise InputError(f"height and width must be multiples of {f} for {ref.name} (got {h}x{w})")
-    return (denoiser["in_channels"], h // f, w // f)
+    # Packed latents (FLUX) pair up latent rows and columns: the image side is a multiple of 2f.
+    step = 2 * f if family is not None and family.packed_latents else f
+    if h % step or w % step:
+        raise InputError(f"height and width must be multiples of {step} for {ref.name} (got {h}x{w})")
+    channels = vae["latent_channels"] if family is not None and family.packed_latents else denoiser["in_channels"]
+    return (channels, h // f, w // f)

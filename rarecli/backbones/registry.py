@@ -38,6 +38,8 @@ class Embedded:
     clip: str | None = None
     # An architecture twin of a real model (random weights at its real size): built from committed configs.
     twin: TwinSpec | None = None
+    # Its native image side, where its denoiser's config does not give one (tiny-flux).
+    native_size: int | None = None
 
     @property
     def folder(self) -> Path:
@@ -102,6 +104,14 @@ EMBEDDED: dict[str, Embedded] = {
             "StableDiffusion3Pipeline",
             "random-weight SD3-shaped pipeline (MMDiT, CLIP x2 + T5), 64x64",
             _recipe("tiny-sd3"),
+        ),
+        Embedded(
+            "tiny-flux",
+            "pipeline",
+            "FluxPipeline",
+            "random-weight FLUX.1-schnell-shaped pipeline (MMDiT + single blocks, CLIP + T5), 64x64",
+            _recipe("tiny-flux"),
+            native_size=64,
         ),
         Embedded(
             "tiny-clip",

@@ -202,6 +202,40 @@ def build_tiny_sd3() -> Any:
     )
 
 
+def build_tiny_flux() -> Any:
+    """FluxPipeline as FLUX.1-schnell is: double- and single-stream blocks, CLIP (pooled) + T5 (sequence),
+    no guidance embedding, flow matching without dynamic shifting, 16-channel latents packed 2x2."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextModel, T5Config, T5EncoderModel
+
+    torch.manual_seed(_SEED)
+    t5_tok = t5_tokenizer()
+    t5 = T5EncoderModel(
+        T5Config(
+            vocab_size=len(t5_tok), d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
+            relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+        )
+    )  # fmt: skip
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=8,
+        num_attention_heads=4, joint_attention_dim=64, pooled_projection_dim=32, guidance_embeds=False,
+        axes_dims_rope=(2, 2, 4),  # sums to attention_head_dim
+    )  # fmt: skip
+    vae = _vae(
+        latent_channels=16, use_quant_conv=False, use_post_quant_conv=False, scaling_factor=0.3611, shift_factor=0.1159
+    )
+    return FluxPipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False),
+        vae=vae,
+        text_encoder=CLIPTextModel(_clip_text_config(projection=False)),
+        tokenizer=clip_tokenizer(),
+        text_encoder_2=t5,
+        tokenizer_2=t5_tok,
+    )
+
+
 def build_tiny_clip() -> Any:
     """A transformers CLIPModel (image + text towers) for the semantic loss and the offline judge."""
     import torch

@@ -14,6 +14,7 @@ from rarecli.backbones.families import family_of, pipelines_for, sampler_label
 from rarecli.backbones.loading import LoadedPipeline, latent_shape, load_pipeline
 from rarecli.errors import InputError
 from rarecli.log import progress
+from rarecli.methods.latents import pipeline_latents
 from rarecli.methods.output import Provenance, settings_text
 from rarecli.methods.protocol import Generated, MethodContext, Request
 from rarecli.runtime.device import DeviceManager
@@ -45,7 +46,7 @@ def sample_batch(
         result = pipe(
             prompt=prompt if n == 1 else [prompt] * n,
             negative_prompt=negative_prompt if n == 1 or negative_prompt is None else [negative_prompt] * n,
-            latents=latents.to(loaded.manager.device, loaded.manager.torch_dtype),
+            latents=pipeline_latents(loaded, latents.to(loaded.manager.device, loaded.manager.torch_dtype)),
             num_inference_steps=steps,
             guidance_scale=guidance,
             height=latents.shape[-2] * f,

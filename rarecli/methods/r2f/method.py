@@ -21,6 +21,7 @@ from rarecli.llm.schema import Plan
 from rarecli.log import progress
 from rarecli.methods.output import Provenance, settings_text
 from rarecli.methods.protocol import Generated, MethodContext, Request
+from rarecli.methods.r2f.flux import build_blend, encode_blend, sample_r2f_flux
 from rarecli.methods.r2f.sampler import DEFAULT_STEPS, Conditioning, encode_schedule, sample_r2f, sampler_name
 from rarecli.methods.r2f.schedule import RULES, Schedule, build_schedule
 from rarecli.seeds.noise import noise_from_seed
@@ -83,6 +84,9 @@ class _PreparedR2F:
         return self.planner.plan(request.prompt)
 
     def generate(self, request: Request) -> Iterator[Generated]:
+        if family_of(self.loaded.family).key == "flux":
+            yield from self._generate_flux(request)
+            return
         loaded, context = self.loaded, self.context
         family = family_of(loaded.family)
         steps = context.steps or DEFAULT_STEPS
@@ -127,5 +131,52 @@ class _PreparedR2F:
                     extra={"plan": plan.to_json(), "schedule": schedule.to_json()},
                     settings=settings_text(sampler, steps, guidance, seed, context.model, **{"R2F stops": stops}),
                     negative_prompt=negative,
+                )
+                yield Generated(i, seed, image, provenance, seed_tensor=noise)
+
+    def _generate_flux(self, request: Request) -> Iterator[Generated]:
+        """R2F on FLUX: the authors' embedding blend (`flux.py`), 4 steps by default, no CFG."""
+        loaded, context = self.loaded, self.context
+        family = family_of(loaded.family)
+        if context.options.get("schedule", "rare") != "rare":
+            raise InputError("--schedule is for SD, SDXL and SD3; on FLUX, R2F blends embeddings by the authors' rule")
+        if context.options.get("negative_prompt"):
+            raise InputError("FLUX samples without CFG: a negative prompt has no effect", hint="leave out --negative-prompt")
+        steps = context.steps or family.r2f_steps
+        distilled = not getattr(loaded.pipe.transformer.config, "guidance_embeds", False)
+        guidance = family.guidance if context.guidance is None else context.guidance
+        plan = self.plan(request)
+        blend = build_blend(plan, steps)
+        encoded = encode_blend(loaded, blend)
+        shape = latent_shape(loaded.ref, context.height, context.width)
+        sampler = sampler_name(loaded)
+        hyper = {
+            "steps": steps,
+            "guidance": None if distilled else guidance,  # schnell has no guidance embedding: unused
+            "sampler": sampler,
+            "family": loaded.family,
+            "schedule_rule": "flux-blend",
+            "latent_shape": list(shape),
+        }
+        seeds = list(request.seeds)
+        wanted = request.wanted()
+        with progress("r2f", total=len(wanted)) as bar:
+            for i in wanted:
+                seed = seeds[i]
+                noise = noise_from_seed(seed, shape)
+                image = sample_r2f_flux(loaded, blend, encoded, noise, guidance)
+                bar.advance()
+                weights = "/".join(f"{a:g}" if j is not None else "0" for j, a in blend.steps)
+                provenance = Provenance(
+                    command=context.command,
+                    method=R2F.name,
+                    prompt=plan.prompt,
+                    seed=seed,
+                    model=loaded.ref.to_meta(),
+                    hyper=dict(hyper),
+                    extra={"plan": plan.to_json(), "schedule": blend.to_json()},
+                    settings=settings_text(
+                        sampler, steps, hyper["guidance"], seed, context.model, **{"R2F blend": weights}
+                    ),
                 )
                 yield Generated(i, seed, image, provenance, seed_tensor=noise)
