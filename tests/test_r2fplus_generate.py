@@ -200,3 +200,50 @@ def test_detection_options_need_detector_masks_and_known_models(tmp_path):
     run = subprocess.run(base + ["--masks", "detector", "--detector", "tiny-sam"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and "tiny-sam is a segmenter model, not a detector" in run.stderr
     assert not (tmp_path / "o").exists()
+
+
+# -- RareBench --method r2f-plus -----------------------------------------------------------------------
+
+
+def test_rarebench_r2f_plus_replays_the_authors_plans_and_counts_the_refused_and_missing(tmp_path, monkeypatch, capsys):
+    import hashlib
+
+    from rarecli.cli.app import run
+    from rarecli.io.images import read_metadata
+    from tests.bench_helpers import OWN_PROMPTS, FileServer, own_definition, write_prompts
+
+    first, second, _third = OWN_PROMPTS["rarebench_multi_1and.txt"]
+
+    def authors(prompt, bbox):  # their stored format: one plan per prompt
+        return {"original_prompt": prompt, "base_prompt": "#1 and #2", "objects": {
+            "#1": {"prompt": "#1", "object": "a hairy frog", "r2f": ["a hairy animal"], "visual_detail_levels": [3],
+                   "bbox": bbox},
+            "#2": {"prompt": "#2", "object": "a bald lion", "r2f": [], "visual_detail_levels": [], "bbox": [0.5, 0.2, 0.9, 0.8]},
+        }}  # fmt: skip
+
+    raw = json.dumps({first: authors(first, [0.1, 0.2, 0.45, 0.8]), second: authors(second, [0.25, 0.4, 0.3, 0.4])})
+    name = "test/r2fplus_prompt/rarebench/rarebench_multi_1and_gpt4o.txt"
+    (tmp_path / "mirror" / "c0ffee" / name).parent.mkdir(parents=True)
+    (tmp_path / "mirror" / "c0ffee" / name).write_text(raw)
+    pins = {"rarebench_multi_1and.txt": {"file": name, "sha256": hashlib.sha256(raw.encode()).hexdigest()}}
+    monkeypatch.setenv("RARE_RAREBENCH_DEFINITION", str(own_definition(tmp_path, {}, authors_plus_plans=pins)))
+    monkeypatch.setenv("RARE_CACHE_DIR", str(tmp_path / "cache"))
+    data = write_prompts(tmp_path / "data")
+    out = tmp_path / "run"
+    args = ["bench", "rarebench", "--out", str(out), "--method", "r2f-plus", "--plans", "authors", "--model",
+            "tiny-sd3", "--steps", "2", "--judge", "clipscore", "--judge-model", "tiny-clip", "--data", str(data),
+            "-c", "M-and", "--device", "cpu", "--dtype", "fp32", "--json"]  # fmt: skip
+    with FileServer(tmp_path / "mirror").running() as url:
+        monkeypatch.setenv("RARE_RAREBENCH_URL", url + "/{commit}")
+        assert run(args) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["categories"]["M-and"]["ok"] == 1 and summary["categories"]["M-and"]["failed"] == 2
+    assert "refused by our checks" in captured.err
+    records = {json.loads(p.read_text())["prompt"]: json.loads(p.read_text()) for p in (out / "items").rglob("*.json")}
+    assert records[first]["status"] == "ok"
+    assert "refused by our checks" in records[second]["reason"] and "no plan for this prompt" in records[_third]["reason"]
+    hyper = read_metadata(out / records[first]["image"])["rare"]["hyper"]
+    assert hyper["plan"]["objects"][0]["box"] == [0.1, 0.2, 0.45, 0.8] and len(hyper["parts"]) == 5
+    config = json.loads((out / "config.json").read_text())["identity"]["method"]
+    assert config["name"] == "r2f-plus" and config["authors_plans_sha256"] == {"M-and": pins["rarebench_multi_1and.txt"]["sha256"]}

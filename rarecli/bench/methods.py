@@ -12,12 +12,13 @@ for one image per item (the item's prompt and seed). What RareBench adds:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rarecli.errors import InputError
 from rarecli.io.naming import slugify
+from rarecli.llm.plus_schema import PlusPlan
 from rarecli.llm.schema import Plan
 from rarecli.methods import registry
 from rarecli.methods.output import Provenance, Written, write_generated
@@ -62,7 +63,8 @@ class Drawer:
     prepared: Prepared
     options: Mapping[str, Any]
     work_dir: Path  # where the method's own outputs go (seed files, run records)
-    plans: Mapping[str, Plan] | None = None  # --plans authors: the authors' plan of each prompt
+    plans: Mapping[str, Plan | PlusPlan] | None = None  # --plans authors: the authors' plan of each prompt
+    refused: Mapping[str, str] = field(default_factory=dict)  # their plans our checks refuse: why
 
     @classmethod
     def prepare(
@@ -75,13 +77,14 @@ class Drawer:
         guidance: float | None,
         options: Mapping[str, Any],
         work_dir: Path,
-        plans: Mapping[str, Plan] | None = None,
+        plans: Mapping[str, Plan | PlusPlan] | None = None,
+        refused: Mapping[str, str] | None = None,
     ) -> Drawer:
         method = check(name, options)
         context = MethodContext(
             model, revision, manager, steps, guidance, method_options(options), command=COMMAND, t5=options.get("t5")
         )
-        return cls(method, method.prepare(context), options, work_dir, plans)
+        return cls(method, method.prepare(context), options, work_dir, plans, dict(refused or {}))
 
     def draw(self, prompt: str, seed: int) -> Generated:
         refs = None
@@ -91,7 +94,10 @@ class Drawer:
                 raise InputError(f"no reference folder for this prompt: {refs}")
         plan = None
         if self.plans is not None:
-            plan = self.plans.get(" ".join(prompt.split()))
+            key = " ".join(prompt.split())
+            if key in self.refused:
+                raise InputError(f"the authors' plan for this prompt is refused by our checks: {self.refused[key]}")
+            plan = self.plans.get(key)
             if plan is None:
                 raise InputError(f"the authors' plans hold no plan for this prompt: {prompt!r}")
         (made,) = self.prepared.generate(Request(prompt, [seed], refs=refs, plan=plan))
@@ -101,15 +107,19 @@ class Drawer:
         """The item's PNG at `path`; the method's own record beside a copy of it in the work folder."""
         own = made.provenance
         hyper = {**(own.hyper or {}), **own.extra}
-        if made.run_record is not None:
+        if made.run_record is not None or made.extras:
             kept: Written = write_generated(
                 made.image,
                 own,
                 folder=self.work_dir / slugify(own.prompt or ""),
-                seed_tensor=made.seed_tensor,
+                seed_tensor=made.seed_tensor if made.run_record is not None else None,
                 run_record=made.run_record,
+                extras=made.extras,
             )
-            hyper.update(seed_file=str(kept.seed), run=str(kept.run))
+            if made.run_record is not None:
+                hyper.update(seed_file=str(kept.seed), run=str(kept.run))
+            if made.extras:  # R2F+: the objects' own images and masks, beside a copy of the image
+                hyper["parts"] = [str(p) for p in kept.extras]
         provenance = Provenance(
             command=COMMAND,
             method=self.method.name,

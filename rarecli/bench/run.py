@@ -22,15 +22,16 @@ from typing import Any
 from rarecli import __version__
 from rarecli.bench import judges as judges_mod
 from rarecli.bench import methods as methods_mod
-from rarecli.bench.dataset import PromptFile, load_authors_plans, load_prompts, provenance
+from rarecli.bench.dataset import PromptFile, load_authors_plans, load_authors_plus_plans, load_prompts, provenance
 from rarecli.bench.definition import Definition, load_definition
 from rarecli.bench.layout import SCHEMA, Item, check_config
 from rarecli.bench.report import print_table, write_summary
 from rarecli.errors import InputError, RareError, failure_reason
 from rarecli.io.runfolder import write_result
 from rarecli.llm.openai_client import url_without_credentials
+from rarecli.llm.plus_schema import PlusPlan
 from rarecli.llm.schema import Plan
-from rarecli.log import info, progress
+from rarecli.log import info, progress, warn
 from rarecli.runtime.cache import MODEL_CACHE
 from rarecli.runtime.device import DeviceManager
 from rarecli.runtime.distributed import main_first, process_state
@@ -122,7 +123,7 @@ def _identity(
             "options": {
                 k: (url_without_credentials(v) if k.endswith("url") else v) for k, v in config.method_options.items()
             },
-            **({"authors_plans_sha256": _plan_digests(files)} if _replays_authors(config) else {}),
+            **({"authors_plans_sha256": _plan_digests(files, config.method)} if _replays_authors(config) else {}),
         },
         "seed_policy": seed_policy(config.seed),
         "judge": judges_mod.identity(config.judge, config.judge_model, definition, protocol),
@@ -133,8 +134,9 @@ def _replays_authors(config: RunConfig) -> bool:
     return config.method_options.get("plans") == "authors"
 
 
-def _plan_digests(files: list[PromptFile]) -> dict[str, str | None]:
-    return {f.category.name: f.category.authors_plans.sha256 if f.category.authors_plans else None for f in files}
+def _plan_digests(files: list[PromptFile], method: str) -> dict[str, str | None]:
+    pins = {f.category.name: f.category.authors_plus_plans if method == "r2f-plus" else f.category.authors_plans for f in files}
+    return {name: pin.sha256 if pin else None for name, pin in pins.items()}
 
 
 def run_benchmark(config: RunConfig) -> RunResult:
@@ -158,13 +160,18 @@ def run_benchmark(config: RunConfig) -> RunResult:
     state, device = process_state(config.device)
     manager = DeviceManager(device, config.dtype, offload=config.offload)
 
-    plans: dict[str, Plan] | None = None
+    plans: dict[str, Plan | PlusPlan] | None = None
+    refused: dict[str, str] = {}
 
     def prepare(write: bool) -> tuple[list[PromptFile], dict[str, Any]]:
-        nonlocal plans
+        nonlocal plans, refused
         files = load_prompts(definition, categories, config.data)
-        if _replays_authors(config):
-            plans = load_authors_plans(definition, categories)
+        if _replays_authors(config) and config.method == "r2f-plus":
+            plans, refused = load_authors_plus_plans(definition, categories)  # type: ignore[assignment]
+            for prompt, reason in refused.items():  # their items fail with the reason, and are counted
+                warn(f"the authors' R2F+ plan of {prompt!r} is refused by our checks: {reason}")
+        elif _replays_authors(config):
+            plans = load_authors_plans(definition, categories)  # type: ignore[assignment]
         document = {
             "schema": SCHEMA,
             "identity": _identity(config, definition, files, manager.dtype, protocol),
@@ -219,6 +226,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
             config.method_options,
             work_dir=run_dir / "method" / config.method,
             plans=plans,
+            refused=refused,
         )
         with progress(f"generating ({config.method})", total=len(to_draw)) as bar:
             for item in to_draw:

@@ -32,6 +32,11 @@ class Schedule(StrEnum):
     authors = "authors"
 
 
+class Masks(StrEnum):
+    boxes = "boxes"
+    detector = "detector"
+
+
 def _method_options(
     method: str,
     plans: Plans,
@@ -41,13 +46,28 @@ def _method_options(
     llm_base_url: str | None,
     refs_root: Path | None,
     t5: bool | None = None,
+    masks: Masks = None,
+    detector: str | None = None,
+    segmenter: str | None = None,
 ) -> dict[str, Any]:
     """What the run's config records as the method's settings (part of its identity)."""
     loading = {"t5": t5} if t5 is not None else {}
-    if method != "r2f" and (plans is not Plans.llm or schedule is not None):
-        raise InputError("--plans and --schedule are R2F's", hint="use them with --method r2f")
+    if method not in ("r2f", "r2f-plus") and plans is not Plans.llm:
+        raise InputError("--plans is R2F's and R2F+'s", hint="use it with --method r2f or r2f-plus")
+    if method != "r2f" and schedule is not None:
+        raise InputError("--schedule is R2F's", hint="use it with --method r2f")
+    if method != "r2f-plus" and (masks is not None or detector or segmenter):
+        raise InputError("--masks, --detector and --segmenter are R2F+'s", hint="use them with --method r2f-plus")
     if method in ("seedselect", "nao-seedselect"):
         return {"refs_root": str(refs_root.resolve()) if refs_root else None, **loading}
+    if method == "r2f-plus":
+        planning: dict[str, Any] = (
+            {"plans": "authors"}
+            if plans is Plans.authors
+            else {"llm_backend": llm_backend, "llm_model": llm_model, "llm_base_url": llm_base_url}
+        )
+        chosen = {"masks": masks.value if masks is not None else "boxes", "detector": detector, "segmenter": segmenter}
+        return {**planning, **{k: v for k, v in chosen.items() if v is not None}, **loading}
     if method != "r2f":
         return loading
     rule = schedule.value if schedule is not None else ("authors" if plans is Plans.authors else "rare")
@@ -69,7 +89,11 @@ def rarebench(
     ],
     method: Annotated[
         str,
-        typer.Option("--method", help="sd (plain sampling), r2f, seedselect or nao-seedselect.", rich_help_panel=_GEN),
+        typer.Option(
+            "--method",
+            help="sd (plain sampling), r2f, r2f-plus (R2F+, SD3 only), seedselect or nao-seedselect.",
+            rich_help_panel=_GEN,
+        ),
     ] = "sd",
     model: Model = "stabilityai/stable-diffusion-3-medium-diffusers",
     revision: Revision = None,
@@ -116,8 +140,9 @@ def rarebench(
         Plans,
         typer.Option(
             "--plans",
-            help="r2f: llm plans each prompt with --llm-backend (cached on disk); authors replays the authors' "
-            "frozen GPT-4 plans, fetched at the pinned commit and verified (the paper's R2F rows).",
+            help="r2f, r2f-plus: llm plans each prompt with --llm-backend (cached on disk); authors replays the "
+            "authors' frozen GPT-4 plans (R2F+: their GPT-4o plans of M-and, M-relation, M-complex), fetched at "
+            "the pinned commit and verified (the paper's rows). A plan our checks refuse fails its items.",
             rich_help_panel=_GEN,
         ),
     ] = Plans.llm,
@@ -129,6 +154,23 @@ def rarebench(
             "Default: authors with --plans authors, else rare.",
             rich_help_panel=_GEN,
         ),
+    ] = None,
+    masks: Annotated[
+        Masks | None,
+        typer.Option(
+            "--masks",
+            help="r2f-plus: boxes [default] (each object's box is its mask; offline) or detector (--detector + "
+            "--segmenter, as the authors: GroundingDINO-tiny + SAM ViT-B by default).",
+            rich_help_panel=_GEN,
+        ),
+    ] = None,
+    detector: Annotated[
+        str | None,
+        typer.Option("--detector", help="r2f-plus --masks detector: detector id or folder.", rich_help_panel=_GEN),
+    ] = None,
+    segmenter: Annotated[
+        str | None,
+        typer.Option("--segmenter", help="r2f-plus --masks detector: segmenter id or folder.", rich_help_panel=_GEN),
     ] = None,
     refs_root: Annotated[
         Path | None,
@@ -227,7 +269,7 @@ def rarebench(
             offload=offload,
             protocol=protocol.value,
             method_options=_method_options(
-                method, plans, schedule, llm_backend, llm_model, llm_base_url, refs_root, t5
+                method, plans, schedule, llm_backend, llm_model, llm_base_url, refs_root, t5, masks, detector, segmenter
             ),
         )
     )
