@@ -8,6 +8,10 @@ Runs are interleaved (plain, r2f, r2f-plus, plain, ...) so machine load affects 
 ratios. Pin OMP_NUM_THREADS for comparable figures.
 
     OMP_NUM_THREADS=2 python benchmarks/perf_r2fplus.py --steps 20 --reps 5 --out out/bench/perf_r2fplus.json
+
+At real size (the SD3-medium twin; minutes per image on a CPU), one round, no warm-up, with peak RSS:
+
+    python benchmarks/perf_r2fplus.py --model twin:sd3-medium --size 256 --steps 4 --reps 1 --no-warmup
 """
 
 from __future__ import annotations
@@ -18,12 +22,16 @@ import os
 import statistics
 from pathlib import Path
 
+from _procfs import reset_peak_rss, status_kib  # beside this script (its folder is sys.path[0])
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-sd3")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--size", type=int, default=None, help="image side in pixels (default: the model's)")
+    parser.add_argument("--no-warmup", action="store_true", help="keep the first round (long runs)")
     parser.add_argument("--out", type=Path, default=Path("out/bench/perf_r2fplus.json"))
     args = parser.parse_args()
 
@@ -48,7 +56,7 @@ def main() -> None:
         PlusObject("#2", "a cube-shaped melon", "#2", ("a cube-shaped object", "a cube-shaped fruit"), (1, 2),
                    (0.55, 0.4, 0.95, 0.8)),
     ))  # fmt: skip
-    shape = latent_shape(loaded.ref)
+    shape = latent_shape(loaded.ref, args.size, args.size)
     noise = noise_from_seed(0, shape)
     settings = PlusSettings.for_steps(args.steps, guidance)
     calls = {"n": 0}
@@ -67,14 +75,19 @@ def main() -> None:
     runs = {"plain": lambda: plain_or_r2f(Plan(prompt)), "r2f": lambda: plain_or_r2f(r2f_plan), "r2f-plus": plus}
     seconds: dict[str, list[float]] = {k: [] for k in runs}
     passes: dict[str, dict[str, int]] = {}
-    for rep in range(args.reps + 1):  # the first round warms up and is dropped
+    peak_gib: dict[str, float | None] = {}
+    first = 0 if args.no_warmup else 1  # by default the first round warms up and is dropped
+    for rep in range(args.reps + first):
         for name, run in runs.items():
             calls["n"] = 0
+            measured = reset_peak_rss()
             with manager.timed() as t:
                 counted = run()
-            if rep:
+            if rep >= first:
                 seconds[name].append(t["seconds"])
             passes[name] = {"forward": calls["n"], **counted}
+            peak = status_kib("VmHWM") if measured else None
+            peak_gib[name] = round(peak / 2**20, 2) if peak is not None else None
     hook.remove()
     k = len(plus_plan.objects)
     result = {
@@ -82,11 +95,15 @@ def main() -> None:
         "device": manager.device,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "steps": args.steps,
+        "size": args.size,
+        "latent_shape": list(shape),
         "reps": args.reps,
+        "warmup_dropped": not args.no_warmup,
         "objects": k,
         "r2f_plus_settings": settings.to_json(),
         "seconds_per_image_median": {name: statistics.median(v) for name, v in seconds.items()},
         "transformer_passes_per_image": passes,
+        "peak_rss_gib": peak_gib,  # the process's peak during each method's last image, weights included
         # What the design says R2F+ costs: K + 1 generations, each with its guidance updates.
         "r2f_plus_expected_passes": {
             "forward": (k + 1) * (args.steps + settings.box_steps * settings.box_iterations),

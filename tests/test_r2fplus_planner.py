@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from rarecli.errors import InputError
 from rarecli.io.images import read_metadata
 from rarecli.llm.answers import InvalidAnswer
 from rarecli.llm.planner import Planner, load_template
@@ -208,3 +209,48 @@ def test_r2fplus_plans_refuse_other_families_and_r2f_only_options(tmp_path):
         ["r2f", "generate", str(tmp_path / "plan.json"), "--schedule", "authors", "--out", str(tmp_path / "o")]
     )
     assert made.returncode == 1 and "--schedule is for R2F plans" in made.stderr
+
+
+def test_openai_backend_asks_under_the_strict_answer_schema_and_retries_with_the_errors(tmp_path):
+    import os
+
+    from tests.bench_helpers import ChatServer, ok
+
+    bad = _answer(_obj("a purple frog", "#1", [0.1, 0.2, 0.5, 0.9]))
+    good = _answer(_obj("hairy frog", "#1 in a pond", [0.5, 0.9, 0.1, 0.2], [("hairy animal", 5)]))
+    server = ChatServer(script=[ok(bad), ok(good)])
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test-secret-1234", "RARE_CACHE_DIR": str(tmp_path / "cache")}
+    with server.running() as url:
+        run = _rare(["r2f", "plan", "--plus", PROMPT, "--backend", "openai", "--base-url", url], env=env)
+    assert run.returncode == 0, run.stderr
+    plan = json.loads(run.stdout)
+    assert plan["objects"][0]["box"] == [0.1, 0.2, 0.5, 0.9] and plan["base_prompt"] == "a #1 next to a cube-shaped melon"
+    assert plan["llm"]["attempts"] == 2 and any("corners" in r for r in plan["llm"]["repairs"])
+    first, second = server.requests
+    sent = first.body["response_format"]["json_schema"]
+    assert sent["strict"] is True
+    item = sent["schema"]["properties"]["objects"]["items"]
+    assert "a hairy frog" in item["properties"]["phrase"]["enum"] and item["additionalProperties"] is False
+    assert "does not occur in the prompt" in second.body["messages"][-1]["content"]
+    assert "sk-test-secret-1234" not in run.stdout + run.stderr
+
+
+def test_the_plan_documents_json_schema_agrees_with_the_checks(tmp_path):
+    from rarecli.llm.plus_schema import plan_schema
+
+    schema = plan_schema()
+    assert validate(GOOD, schema) == [] and PlusPlan.from_json(GOOD).to_json() == GOOD
+    printed = _rare(["r2f", "plan", "--plus", "--schema"])
+    assert printed.returncode == 0 and json.loads(printed.stdout) == schema
+    for edit in (
+        lambda d: d["objects"][0].update(levels=[6]),
+        lambda d: d["objects"][1].update(box=[0.55, 0.4, 1.2, 0.8]),
+        lambda d: d.update(version=2),
+        lambda d: d["objects"][0].update(colour="red"),
+        lambda d: d.update(objects=[]),
+    ):
+        doc = json.loads(json.dumps(GOOD))
+        edit(doc)
+        assert validate(doc, schema) != []  # both refuse it
+        with pytest.raises(InputError):
+            PlusPlan.from_json(doc)

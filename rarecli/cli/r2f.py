@@ -98,6 +98,10 @@ def plan(
             "stand-ins and a box, as a `rare.r2fplus.plan` JSON line. `rare r2f generate` runs it.",
         ),
     ] = False,
+    print_schema: Annotated[
+        bool,
+        typer.Option("--schema", help="Print the JSON schema of the plan document (with --plus, an R2F+ plan's) and exit."),
+    ] = False,
     backend: Annotated[
         Backend,
         typer.Option(
@@ -159,6 +163,12 @@ def plan(
     Answers are cached on disk (by backend, model, template version and prompt), so planning the same
     prompt again costs no API call. Without OPENAI_API_KEY, plan offline with --backend llama.
     """
+    if print_schema:
+        from rarecli.llm.plus_schema import plan_schema
+        from rarecli.llm.schema import PLAN_SCHEMA
+
+        yield Output(plan_schema() if plus else PLAN_SCHEMA)
+        return
     if import_file is not None:
         if prompt is not None or file is not None:
             raise InputError("give a PROMPT, --file or --import, not several")

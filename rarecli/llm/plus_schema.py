@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rarecli.errors import InputError
+from rarecli.llm.schema import NO_CONTROL
 
 SCHEMA_ID = "rare.r2fplus.plan"
 SCHEMA_VERSION = 1
@@ -91,6 +92,49 @@ class PlusPlan:
         llm = doc.get("llm")
         _need(llm is None or isinstance(llm, dict), "llm", "must be an object")
         return cls(prompt, base, check_slots(base, parsed), llm)
+
+
+def plan_schema() -> dict[str, Any]:
+    """The JSON schema of the plan document, for editors and other tools. `PlusPlan.from_json` checks
+    all of it and what a JSON schema cannot say: slots against the base prompt and the object prompts,
+    levels in order, box corners in order, distinct keys."""
+    text = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS, "pattern": NO_CONTROL}
+    obj = {
+        "type": "object",
+        "properties": {
+            "key": {"type": "string", "pattern": "^#[0-9]+$"},
+            "phrase": text,
+            "prompt": text,
+            "frequent": {"type": "array", "maxItems": MAX_STAND_INS, "items": text},
+            "levels": {
+                "type": "array",
+                "maxItems": MAX_STAND_INS,
+                "items": {"type": "integer", "minimum": 0, "maximum": MAX_LEVEL},
+            },
+            "box": {
+                "type": "array",
+                "minItems": 4,
+                "maxItems": 4,
+                "items": {"type": "number", "minimum": 0, "maximum": 1},
+            },
+        },
+        "required": ["key", "phrase", "prompt", "box"],
+        "additionalProperties": False,
+    }
+    return {
+        "$id": f"{SCHEMA_ID}/v{SCHEMA_VERSION}",
+        "type": "object",
+        "properties": {
+            "schema": {"type": "string", "enum": [SCHEMA_ID]},
+            "version": {"type": "integer", "enum": [SCHEMA_VERSION]},
+            "prompt": text,
+            "base_prompt": text,
+            "objects": {"type": "array", "minItems": 1, "maxItems": MAX_OBJECTS, "items": obj},
+            "llm": {"type": "object"},
+        },
+        "required": ["schema", "version", "prompt", "base_prompt", "objects"],
+        "additionalProperties": False,
+    }
 
 
 def check_slots(base: str, objects: tuple[PlusObject, ...]) -> tuple[PlusObject, ...]:
