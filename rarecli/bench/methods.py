@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rarecli.bench.dataset import plan_key
 from rarecli.errors import InputError
 from rarecli.io.naming import slugify
 from rarecli.llm.plus_schema import PlusPlan
@@ -94,7 +95,7 @@ class Drawer:
                 raise InputError(f"no reference folder for this prompt: {refs}")
         plan = None
         if self.plans is not None:
-            key = " ".join(prompt.split())
+            key = plan_key(prompt)
             if key in self.refused:
                 raise InputError(f"the authors' plan for this prompt is refused by our checks: {self.refused[key]}")
             plan = self.plans.get(key)

@@ -7,6 +7,7 @@ Environment variables (RARE_*) and the config file fill in what the command line
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -144,3 +145,10 @@ Width = Annotated[
     int | None,
     typer.Option("--width", min=8, help="Image width in pixels, a multiple of the VAE's factor (default: the model's)."),
 ]
+
+
+class Masks(StrEnum):
+    """R2F+: where each object's mask comes from (`rare r2f generate`, `rare bench rarebench`)."""
+
+    boxes = "boxes"
+    detector = "detector"

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from rarecli.cli._options import T5, Device, Dtype, Json, Model, Offload, Quiet, Revision, Seed
+from rarecli.cli._options import T5, Device, Dtype, Json, Masks, Model, Offload, Quiet, Revision, Seed
 from rarecli.cli._output import Output
 from rarecli.cli._run import command, group
 from rarecli.errors import InputError
@@ -32,11 +32,6 @@ class Schedule(StrEnum):
     authors = "authors"
 
 
-class Masks(StrEnum):
-    boxes = "boxes"
-    detector = "detector"
-
-
 def _method_options(
     method: str,
     plans: Plans,
@@ -46,7 +41,7 @@ def _method_options(
     llm_base_url: str | None,
     refs_root: Path | None,
     t5: bool | None = None,
-    masks: Masks = None,
+    masks: Masks | None = None,
     detector: str | None = None,
     segmenter: str | None = None,
 ) -> dict[str, Any]:

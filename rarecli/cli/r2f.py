@@ -16,6 +16,7 @@ from rarecli.cli._options import (
     Dtype,
     Height,
     Json,
+    Masks,
     Model,
     Offload,
     Out,
@@ -38,11 +39,6 @@ class Backend(StrEnum):
 class Schedule(StrEnum):
     rare = "rare"
     authors = "authors"
-
-
-class Masks(StrEnum):
-    boxes = "boxes"
-    detector = "detector"
 
 
 class ResponseFormat(StrEnum):

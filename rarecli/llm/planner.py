@@ -11,7 +11,7 @@ number of times, and then a RareError names the prompt.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -305,6 +305,31 @@ def make_planner(settings: PlannerSettings) -> Planner:
     )
 
 
+BACKENDS = ("openai", "llama")
+
+
+def check_method_options(options: Mapping[str, Any]) -> None:
+    """A method's planner options (`llm_backend`, `llm_model`, `llm_base_url`): the backend is known."""
+    backend = options.get("llm_backend")
+    if backend is not None and backend not in BACKENDS:
+        raise InputError(f"unknown LLM backend {backend!r}", hint="use openai or llama")
+
+
+def planner_from_options(options: Mapping[str, Any], kind: str = R2F.name) -> Planner | None:
+    """The planner a method's options ask for, or None when they name no backend. Made when the method
+    is prepared, so one that cannot work (no API key) fails before any image is drawn."""
+    if options.get("llm_backend") is None:
+        return None
+    return make_planner(
+        PlannerSettings(
+            backend=options["llm_backend"],
+            llm_model=options.get("llm_model"),
+            base_url=options.get("llm_base_url"),
+            kind=kind,
+        )
+    )
+
+
 def plan_prompts(prompts: Iterable[str], settings: PlannerSettings) -> Iterator[Any]:
     """Plan each non-blank prompt in order (the backend is set up once, on the first prompt)."""
     planner: Planner | None = None
@@ -317,7 +342,9 @@ def plan_prompts(prompts: Iterable[str], settings: PlannerSettings) -> Iterator[
 
 
 __all__ = [
+    "check_method_options",
     "make_planner",
+    "planner_from_options",
     "Backend",
     "Constraint",
     "InvalidAnswer",

@@ -16,7 +16,7 @@ from typing import Any
 from rarecli.backbones.families import family_of, pipelines_for
 from rarecli.backbones.loading import LoadedPipeline, latent_shape, load_pipeline
 from rarecli.errors import InputError
-from rarecli.llm.planner import Planner, PlannerSettings, make_planner
+from rarecli.llm.planner import Planner, check_method_options, planner_from_options
 from rarecli.llm.schema import Plan
 from rarecli.log import progress
 from rarecli.methods.output import Provenance, settings_text
@@ -37,25 +37,14 @@ class R2F:
         unknown = sorted(set(options) - OPTIONS)
         if unknown:
             raise InputError(f"r2f has no option {', '.join(unknown)}")
-        backend = options.get("llm_backend")
-        if backend is not None and backend not in ("openai", "llama"):
-            raise InputError(f"unknown LLM backend {backend!r}", hint="use openai or llama")
+        check_method_options(options)
         if options.get("schedule", "rare") not in RULES:
             raise InputError(f"unknown R2F schedule {options['schedule']!r}", hint="use rare or authors")
 
     def prepare(self, context: MethodContext) -> _PreparedR2F:
         self.check(context.options)
         options = context.options
-        # A planner that cannot work (no API key) fails here, before any image is drawn.
-        planner = None
-        if options.get("llm_backend") is not None:
-            planner = make_planner(
-                PlannerSettings(
-                    backend=options["llm_backend"],
-                    llm_model=options.get("llm_model"),
-                    base_url=options.get("llm_base_url"),
-                )
-            )
+        planner = planner_from_options(options)
         loaded = load_pipeline(
             context.model,
             context.manager,
@@ -158,6 +147,7 @@ class _PreparedR2F:
             "schedule_rule": "flux-blend",
             "latent_shape": list(shape),
         }
+        weights = "/".join(f"{a:g}" if j is not None else "0" for j, a in blend.steps)
         seeds = list(request.seeds)
         wanted = request.wanted()
         with progress("r2f", total=len(wanted)) as bar:
@@ -166,7 +156,6 @@ class _PreparedR2F:
                 noise = noise_from_seed(seed, shape)
                 image = sample_r2f_flux(loaded, blend, encoded, noise, guidance)
                 bar.advance()
-                weights = "/".join(f"{a:g}" if j is not None else "0" for j, a in blend.steps)
                 provenance = Provenance(
                     command=context.command,
                     method=R2F.name,

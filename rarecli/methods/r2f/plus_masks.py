@@ -8,7 +8,7 @@ outlines it with a box-prompted segmenter (SAM), as the authors do (`plus_detect
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rarecli.llm.plus_schema import PlusObject
 from rarecli.methods.r2f.plus_geometry import Box, box_mask
@@ -30,6 +30,9 @@ class Masker(Protocol):
 
     def mask(self, image: Image.Image, obj: PlusObject, box: Box, latent_size: tuple[int, int]) -> Mask: ...
 
+    def to_json(self) -> dict[str, Any]:
+        """What an image's settings record about the masker besides its name."""
+
 
 def box_only(box: Box, image_size: tuple[int, int], latent_size: tuple[int, int], source: str = "box") -> Mask:
     """The box as the mask, drawn on each grid directly (hard edges at latent size, not a resized image)."""
@@ -42,3 +45,6 @@ class BoxMasker:
 
     def mask(self, image: Image.Image, obj: PlusObject, box: Box, latent_size: tuple[int, int]) -> Mask:
         return box_only(box, image.size, latent_size)
+
+    def to_json(self) -> dict[str, Any]:
+        return {}

@@ -18,7 +18,7 @@ from rarecli.backbones.families import family_of, pipelines_for
 from rarecli.backbones.loading import LoadedPipeline, latent_shape, load_pipeline
 from rarecli.errors import InputError
 from rarecli.io.grid import draw_boxes
-from rarecli.llm.planner import Planner, PlannerSettings, make_planner
+from rarecli.llm.planner import Planner, check_method_options, planner_from_options
 from rarecli.llm.plus_schema import PlusPlan
 from rarecli.log import progress
 from rarecli.methods.output import Provenance, settings_text
@@ -52,8 +52,7 @@ class R2FPlus:
         unknown = sorted(set(options) - OPTIONS)
         if unknown:
             raise InputError(f"r2f-plus has no option {', '.join(unknown)}")
-        if options.get("llm_backend") not in (None, "openai", "llama"):
-            raise InputError(f"unknown LLM backend {options['llm_backend']!r}", hint="use openai or llama")
+        check_method_options(options)
         if options.get("masks", "boxes") not in MASKS:
             raise InputError(f"unknown R2F+ masks {options['masks']!r}", hint="use boxes or detector")
         score = options.get("min_detection_score", DEFAULT_MIN_SCORE)
@@ -65,16 +64,7 @@ class R2FPlus:
     def prepare(self, context: MethodContext) -> _PreparedPlus:
         self.check(context.options)
         options = context.options
-        planner = None
-        if options.get("llm_backend") is not None:
-            planner = make_planner(
-                PlannerSettings(
-                    backend=options["llm_backend"],
-                    llm_model=options.get("llm_model"),
-                    base_url=options.get("llm_base_url"),
-                    kind=NAME,
-                )
-            )
+        planner = planner_from_options(options, NAME)
         masker: Masker = BoxMasker()
         if options.get("masks", "boxes") == "detector":
             masker = DetectorMasker(
@@ -132,9 +122,8 @@ class _PreparedPlus:
             "latent_shape": list(shape),
             "masks": self.masker.name,
             **settings.to_json(),
+            **self.masker.to_json(),
         }
-        if isinstance(self.masker, DetectorMasker):
-            hyper.update(self.masker.to_json())
         if loaded.has_t5 is not None:
             hyper["t5"] = loaded.has_t5
         seeds = list(request.seeds)

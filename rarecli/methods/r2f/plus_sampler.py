@@ -129,12 +129,6 @@ class PlusImage:
 # -- sampling --------------------------------------------------------------------------------------
 
 
-def _half(t: torch.Tensor | None, cfg: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    if t is None:
-        return None, None
-    return tuple(t.chunk(2)) if cfg else (None, t)  # type: ignore[return-value]
-
-
 def sample_template(
     loaded: LoadedPipeline,
     settings: PlusSettings,
@@ -218,9 +212,6 @@ def sample_template(
         tensors["latents"] = x
         return tensors
 
-    first = conds[texts[0]]
-    neg, pos = _half(first.prompt_embeds, cfg)
-    neg_pooled, pooled = _half(first.pooled, cfg)
     f = pipe.vae_scale_factor
     hook = pipe.transformer.register_forward_pre_hook(count, with_kwargs=True)
     try:
@@ -231,10 +222,7 @@ def sample_template(
                 guidance_scale=settings.guidance,
                 height=latents.shape[-2] * f,
                 width=latents.shape[-1] * f,
-                prompt_embeds=pos,
-                negative_prompt_embeds=neg,
-                pooled_prompt_embeds=pooled,
-                negative_pooled_prompt_embeds=neg_pooled,
+                **conds[texts[0]].pipeline_kwargs(cfg),
                 output_type="pil",
                 callback_on_step_end=on_step,
                 callback_on_step_end_tensor_inputs=["latents", "prompt_embeds", "pooled_prompt_embeds"],

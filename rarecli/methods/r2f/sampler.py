@@ -39,6 +39,21 @@ class Conditioning:
     prompt_embeds: torch.Tensor
     pooled: torch.Tensor | None = None
 
+    def pipeline_kwargs(self, cfg: bool) -> dict[str, Any]:
+        """The embedding arguments of a pipeline call: it stacks [negative, positive] itself, so it is
+        handed the halves (the pooled ones only where the family has them)."""
+
+        def halves(t: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+            neg, pos = t.chunk(2) if cfg else (None, t)
+            return neg, pos
+
+        neg, pos = halves(self.prompt_embeds)
+        out: dict[str, Any] = {"prompt_embeds": pos, "negative_prompt_embeds": neg}
+        if self.pooled is not None:
+            neg_pooled, pooled = halves(self.pooled)
+            out.update(pooled_prompt_embeds=pooled, negative_pooled_prompt_embeds=neg_pooled)
+        return out
+
 
 def encode(
     loaded: LoadedPipeline, prompt: str, negative: str | None, cfg: bool, max_sequence_length: int | None = None
@@ -165,16 +180,7 @@ def sample_r2f(
             on_step(step)
         return tensors
 
-    first = conds[schedule.indices[0]]
-    kwargs: dict[str, Any] = {}
-    cfg = uses_cfg(loaded, guidance)
-    # The pipeline stacks [negative, positive] itself: hand it the halves of step 0's stack.
-    half = (lambda t: t.chunk(2)) if cfg else (lambda t: (None, t))
-    neg, pos = half(first.prompt_embeds)
-    kwargs.update(prompt_embeds=pos, negative_prompt_embeds=neg)
-    if first.pooled is not None:
-        neg_pooled, pooled = half(first.pooled)
-        kwargs.update(pooled_prompt_embeds=pooled, negative_pooled_prompt_embeds=neg_pooled)
+    kwargs = conds[schedule.indices[0]].pipeline_kwargs(uses_cfg(loaded, guidance))
     f = pipe.vae_scale_factor
     with torch.inference_mode(), paper_scheduler(loaded):
         result = pipe(
