@@ -1,5 +1,5 @@
 """Model families: the one place for per-family facts (defaults, sampler, latent shape, R2F level
-table, and which methods support a family).
+table, precision policy, and which methods support a family).
 
 A family is a diffusers pipeline class. Every command looks its facts up here, so a new family is added
 by one entry, and a method that does not support it says so before any work.
@@ -11,6 +11,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from rarecli.errors import InputError
+
+
+@dataclass(frozen=True)
+class DtypePolicy:
+    """Which precision a family's components run in, and why: one fact per family, applied by the
+    device manager when a pipeline is placed (`DeviceManager.place`).
+
+    Whatever crosses between components (text embeddings into the denoiser, latents into the VAE) is
+    cast to the receiving component's dtype at its entry (`rarecli.runtime.precision`)."""
+
+    # What `--dtype auto` means on CUDA: the first of these the GPU runs (bf16 needs compute capability
+    # 8.0, Ampere and newer). The CPU and MPS always run fp32.
+    auto: tuple[str, ...]
+    # Components kept in fp32 when the rest runs in fp16 (bf16 has fp32's exponent range: none needed).
+    fp32_under_fp16: tuple[str, ...]
+    why: str  # the reason for both, with where each fact comes from
 
 
 @dataclass(frozen=True)
@@ -42,7 +58,42 @@ class Family:
     packed_latents: bool = False
     # Native image side when the denoiser's config gives none (FLUX's transformer has no sample_size).
     native_size: int | None = None
+    dtype: DtypePolicy = DtypePolicy(("bf16", "fp16"), (), "")
 
+
+# The SD 1.x/2.x and SDXL VAEs (the same kl-f8 architecture) decode to NaN or black images in fp16:
+# their activations exceed fp16's range (the SDXL VAE's measured in madebyollin/sdxl-vae-fp16-fix's
+# model card; diffusers' AutoencoderKL documents `force_upcast` for this, and its SDXL pipeline upcasts the
+# VAE itself). bf16 has fp32's range, so the same card decodes correctly in bf16; SeedSelect also
+# back-propagates through the VAE, where fp16 would need loss scaling that bf16 does not.
+_KL_F8_VAE = (
+    "auto is bf16 where the GPU has it: every component then runs in half precision with fp32's range "
+    "(no fp32 VAE, no loss scaling for SeedSelect's gradients); else fp16, with the VAE in fp32, since the "
+    "SD/SDXL VAE overflows in fp16 (madebyollin/sdxl-vae-fp16-fix model card; diffusers' AutoencoderKL "
+    "force_upcast and StableDiffusionXLPipeline.upcast_vae)"
+)
+SD_DTYPE = DtypePolicy(("bf16", "fp16"), ("vae",), _KL_F8_VAE)
+SDXL_DTYPE = DtypePolicy(("bf16", "fp16"), ("vae",), _KL_F8_VAE)
+# SD3's VAE (16 latent channels, a new training) runs in fp16: the model card loads the whole pipeline
+# with torch_dtype=torch.float16 and diffusers' StableDiffusion3Pipeline decodes in the transformer's
+# dtype with no upcast path, despite `force_upcast: true` in the VAE's config.
+SD3_DTYPE = DtypePolicy(
+    ("fp16",),
+    (),
+    "auto is fp16, as the stabilityai/stable-diffusion-3-medium-diffusers model card runs it; every "
+    "component, the VAE included, runs in fp16 (diffusers' StableDiffusion3Pipeline has no VAE upcast)",
+)
+# FLUX.1 is released and run in bf16 (both model cards load it with torch_dtype=torch.bfloat16). diffusers
+# clips fp16 activations in its FLUX transformer and T5 path to make fp16 run at all (huggingface/diffusers
+# #9097, "Flux fp16 inference fix"), and its FLUX docs ("Running FP16 inference") say the text encoders'
+# clipped activations change the image, so under fp16 they run in fp32.
+FLUX_DTYPE = DtypePolicy(
+    ("bf16", "fp16"),
+    ("text_encoder", "text_encoder_2"),
+    "auto is bf16, the dtype FLUX.1 is released and run in (black-forest-labs model cards); under fp16 "
+    "(GPUs without bf16) the CLIP and T5 text encoders run in fp32, as diffusers' FLUX docs advise, since "
+    "their activations overflow fp16 (diffusers #9097)",
+)
 
 R2F_REFERENCE_STEPS = 50  # the level tables are stated at 50 steps and scaled to others
 
@@ -58,6 +109,7 @@ FAMILIES: dict[str, Family] = {
             steps=50,
             methods=frozenset({"sd", "r2f", "seedselect", "nao-seedselect"}),
             r2f_level_stops=(0, 3, 5, 10, 20, 30),
+            dtype=SD_DTYPE,
         ),
         Family(
             "sdxl",
@@ -70,6 +122,7 @@ FAMILIES: dict[str, Family] = {
             r2f_level_stops=(0, 3, 5, 10, 20, 30),
             pooled_embeds="add_text_embeds",
             r2f_scheduler=("DPMSolverMultistepScheduler", {"use_karras_sigmas": True, "algorithm_type": "dpmsolver++"}),
+            dtype=SDXL_DTYPE,
         ),
         Family(
             "sd3",
@@ -83,6 +136,7 @@ FAMILIES: dict[str, Family] = {
             pooled_embeds="pooled_prompt_embeds",
             max_sequence_length=77,
             optional_t5=("text_encoder_3", "tokenizer_3"),
+            dtype=SD3_DTYPE,
         ),
         Family(
             "flux",
@@ -97,6 +151,7 @@ FAMILIES: dict[str, Family] = {
             r2f_steps=4,
             packed_latents=True,
             native_size=1024,
+            dtype=FLUX_DTYPE,
         ),
     )
 }

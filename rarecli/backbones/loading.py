@@ -9,14 +9,14 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RemoteEntryNotFoundError
 
-from rarecli.backbones.families import find_family
+from rarecli.backbones.families import DtypePolicy, find_family
 from rarecli.backbones.registry import EMBEDDED, ensure_built
 from rarecli.backbones.twins import twin_of
 from rarecli.errors import InputError, RareError, explain
@@ -126,6 +126,18 @@ class LoadedPipeline:
     pipe: Any
     ref: ModelRef
     manager: DeviceManager
+    # Each module component's dtype after the family's precision policy was applied (the VAE in fp32
+    # under fp16 for SD/SDXL, ...), recorded in everything the pipeline makes.
+    precision: dict[str, str] = field(default_factory=dict)
+
+    def meta(self) -> dict[str, Any]:
+        """What an image's metadata says of the model and how it ran: source, revision, device, dtype."""
+        return {
+            **self.ref.to_meta(),
+            "device": self.manager.device,
+            "dtype": self.manager.dtype,
+            "component_dtypes": dict(self.precision),
+        }
 
     @property
     def family(self) -> str:
@@ -183,6 +195,8 @@ def load_pipeline(
     # passed as None: diffusers would otherwise refuse the folder for a missing component.
     saved_without = tuple(k for k, v in index.items() if v == [None, None])
     drop = tuple(dict.fromkeys(saved_without + _t5_choice(model, index, t5)))
+    policy = family_dtype(declared)
+    manager = manager.for_family(policy.auto)
     key = ("pipeline", ref.source, ref.location, ref.revision, manager.key, drop)
 
     def load() -> LoadedPipeline:
@@ -195,13 +209,20 @@ def load_pipeline(
             )
             pipe.set_progress_bar_config(disable=True)
             _freeze(pipe)
-            manager.place(pipe)
-        return LoadedPipeline(pipe, resolved, manager)
+            # The class is known for sure only now (a folder may lack model_index.json's _class_name).
+            precision = manager.place(pipe, family_dtype(type(pipe).__name__).fp32_under_fp16)
+        return LoadedPipeline(pipe, resolved, manager, precision)
 
     loaded = MODEL_CACHE.get(key, load)
     if families is not None and loaded.family not in families:
         raise _wrong_family(model, loaded.family, families, purpose)
     return loaded
+
+
+def family_dtype(pipeline_class: str | None) -> DtypePolicy:
+    """The precision policy of a pipeline class (an unknown class: the default one, nothing in fp32)."""
+    family = find_family(str(pipeline_class)) if pipeline_class else None
+    return family.dtype if family is not None else DtypePolicy(("bf16", "fp16"), (), "")
 
 
 def _t5_choice(model: str, index: dict[str, Any], t5: bool | None) -> tuple[str, ...]:

@@ -63,7 +63,8 @@ Dtype = Annotated[
         "--dtype",
         envvar="RARE_DTYPE",
         callback=_dtype,
-        help="auto (fp16 on CUDA, fp32 elsewhere), fp32, fp16 or bf16. The VAE decodes in fp32 under fp16.",
+        help="auto (on CUDA, per model family: bf16 where the GPU has it for SD, SDXL and FLUX, fp16 for SD3; "
+        "fp32 elsewhere), fp32, fp16 or bf16. Under fp16 the SD/SDXL VAE and FLUX's text encoders run in fp32.",
         rich_help_panel=_RUNTIME,
     ),
 ]

@@ -13,7 +13,8 @@ so the loop is written here over the pipeline's parts:
   v-prediction as the model's scheduler config says, timesteps from diffusers' `DDIMScheduler` built
   from that config so `--inner-steps N` lands on the same timesteps as `DDIMScheduler` in a pipeline;
 - mixed precision on CUDA: the UNet runs under `torch.autocast` in the pipeline's dtype while the
-  latents, the DDIM update and the seed stay in fp32; the VAE decodes in fp32 (it overflows in fp16).
+  latents, the DDIM update and the seed stay in fp32; the VAE decodes in the dtype the family's
+  precision policy gives it (fp32 under fp16: the SD VAE overflows there; bf16 under bf16).
 """
 
 from __future__ import annotations
@@ -113,13 +114,13 @@ def encode_text(loaded: LoadedPipeline, prompt: str, guidance: float) -> TextCon
 
 
 def autocast_for(loaded: LoadedPipeline) -> contextlib.AbstractContextManager:
-    """autocast in the pipeline's half dtype on CUDA; nothing elsewhere (CPU runs fp32, or the
-    user's explicit dtype through the weights themselves)."""
+    """autocast in the pipeline's half dtype on CUDA (and on the CPU under the tests' switch); nothing
+    elsewhere (CPU runs fp32, or the user's explicit dtype through the weights themselves)."""
     import torch
 
     manager = loaded.manager
     if manager.mixed_precision:
-        return torch.autocast("cuda", dtype=manager.torch_dtype)
+        return torch.autocast(manager.autocast_device, dtype=manager.torch_dtype)
     return contextlib.nullcontext()
 
 
@@ -168,10 +169,13 @@ def trajectory(
     schedule: DdimSchedule,
     *,
     checkpoint: bool = True,
+    keep_last: int = 0,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (step index, latent after that step) along the DDIM trajectory from `seed` (B, C, h, w).
 
-    Differentiable with respect to `seed` when it requires grad; each step is a checkpoint segment.
+    Differentiable with respect to `seed` when it requires grad; each step is a checkpoint segment,
+    except the last `keep_last` steps, whose activations are kept (each kept step saves one recomputed
+    UNet forward in backward, and costs one step's activations of memory).
     """
 
     def step(x: torch.Tensor, i: int) -> torch.Tensor:
@@ -181,15 +185,16 @@ def trajectory(
 
     # Without a gradient to compute nothing is kept for backward, so there is nothing to checkpoint.
     run = checkpointed(step, checkpoint and seed.requires_grad and torch.is_grad_enabled())
+    first_kept = len(schedule) - max(0, keep_last)
     x = seed.float() * schedule.init_noise_sigma
     for i in range(len(schedule)):
-        x = run(x, i)
+        x = run(x, i) if i < first_kept else step(x, i)
         yield i, x
 
 
 def decode(loaded: LoadedPipeline, latents: torch.Tensor) -> torch.Tensor:
-    """VAE-decode latents to images in [0, 1] (B, 3, H, W), in fp32 (the SD VAE overflows in fp16);
-    differentiable."""
+    """VAE-decode latents to images in [0, 1] (B, 3, H, W), returned in fp32; differentiable. The VAE
+    runs in its own dtype (the precision policy's)."""
     vae = loaded.pipe.vae
     cfg = vae.config
     z = latents / cfg.scaling_factor

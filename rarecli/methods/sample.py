@@ -129,7 +129,7 @@ class _PreparedPlain:
                         method=PlainSampling.name,
                         prompt=request.prompt,
                         seed=seed,
-                        model=loaded.ref.to_meta(),
+                        model=loaded.meta(),
                         hyper=dict(hyper),
                         settings=settings_text(sampler, steps, guidance, seed, context.model),
                         negative_prompt=negative,

@@ -176,7 +176,7 @@ def _write_grid(
             method=method,
             prompt=render.prompt,
             seed=label,
-            model=renderer.loaded.ref.to_meta(),
+            model=renderer.loaded.meta(),
             hyper=grid_meta["hyper"],
             extra={
                 **described,

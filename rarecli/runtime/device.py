@@ -6,7 +6,9 @@ noise is moved afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rarecli.errors import InputError, RareError
+from rarecli.runtime.precision import apply_precision
 
 if TYPE_CHECKING:
     import torch
@@ -69,16 +72,38 @@ def resolve_device(spec: str) -> str:
     raise InputError(f"--device {spec!r} is not one of auto, cpu, cuda, cuda:N, mps")
 
 
-def resolve_dtype(spec: str, device: str) -> str:
-    """auto -> fp16 on CUDA (bf16 is asked for explicitly), fp32 on CPU and MPS."""
+HALF = ("fp16", "bf16")
+# For the test suite only: lets `--dtype fp16` run on the CPU, with the mixed-precision rules CUDA gets
+# (autocast, loss scaling, the family's fp32 components), so the seams between fp16 and fp32 components
+# are exercised where CI runs. Users are refused fp16 on the CPU: it is slower there than fp32.
+CPU_HALF_FOR_TESTS = "RARE_TEST_CPU_HALF"
+
+
+def cpu_half_for_tests() -> bool:
+    return os.environ.get(CPU_HALF_FOR_TESTS) == "1"
+
+
+def cuda_bf16_supported() -> bool:
+    """Whether the CUDA GPU has bf16 arithmetic (compute capability 8.0 and newer: A100, RTX 30xx, H100)."""
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def resolve_dtype(spec: str, device: str, auto_preference: tuple[str, ...] = ("bf16", "fp16")) -> str:
+    """The dtype a run uses. `auto`: on CUDA the first of `auto_preference` (the model family's, from
+    its `DtypePolicy`) that the GPU runs, bf16 needing compute capability 8.0; fp32 on the CPU and MPS."""
     spec = spec.strip().lower()
     aliases = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
     spec = aliases.get(spec, spec)
     if spec == "auto":
-        return "fp16" if device.startswith("cuda") else "fp32"
+        if not device.startswith("cuda"):
+            return "fp32"
+        bf16 = cuda_bf16_supported()
+        return next((d for d in auto_preference if d != "bf16" or bf16), "fp32")
     if spec not in DTYPES:
         raise InputError(f"--dtype {spec!r} is not one of auto, fp32, fp16, bf16")
-    if spec == "fp16" and device == "cpu":
+    if spec == "fp16" and device == "cpu" and not cpu_half_for_tests():
         raise InputError("--dtype fp16 is not supported on the CPU", hint="use --dtype fp32 or bf16 on the CPU")
     return spec
 
@@ -91,18 +116,33 @@ def torch_dtype(name: str) -> torch.dtype:
 
 @dataclass
 class DeviceManager:
-    """Where and in what precision models run, and how they save memory."""
+    """Where and in what precision models run, and how they save memory.
+
+    `dtype` may be `auto` when made: it is resolved here to the usual choice for the device, and again
+    for a model family when a pipeline is loaded (`for_family`), since `auto` is a per-family fact."""
 
     device: str = "auto"
     dtype: str = "auto"
     offload: bool = False
     attention_slicing: bool = False
+    requested_dtype: str = dataclasses.field(default="", compare=False)
 
     def __post_init__(self) -> None:
         self.device = resolve_device(self.device)
+        if not self.requested_dtype:
+            self.requested_dtype = self.dtype.strip().lower()
         self.dtype = resolve_dtype(self.dtype, self.device)
         if self.offload and not self.is_cuda:
             raise InputError("--offload needs a CUDA device", hint="drop --offload on the CPU and MPS")
+
+    def for_family(self, auto_preference: tuple[str, ...]) -> DeviceManager:
+        """This manager with `--dtype auto` resolved by a family's preference (itself when no change)."""
+        if self.requested_dtype != "auto":
+            return self
+        dtype = resolve_dtype("auto", self.device, auto_preference)
+        if dtype == self.dtype:
+            return self
+        return dataclasses.replace(self, dtype=dtype)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -113,15 +153,20 @@ class DeviceManager:
         return self.device.startswith("cuda")
 
     @property
+    def autocast_device(self) -> str:
+        return "cuda" if self.is_cuda else self.torch_device.type
+
+    @property
     def mixed_precision(self) -> bool:
-        """Half-precision weights on CUDA: the UNet runs under autocast while latents, the DDIM update
-        and the optimised seed stay fp32 (elsewhere the weights run in their own dtype)."""
-        return self.is_cuda and self.dtype in ("fp16", "bf16")
+        """Half-precision weights on CUDA (or on the CPU under the tests' switch): the UNet runs under
+        autocast while latents, the DDIM update and the optimised seed stay fp32 (elsewhere the weights
+        run in their own dtype)."""
+        return self.dtype in HALF and (self.is_cuda or (self.device == "cpu" and cpu_half_for_tests()))
 
     @property
     def loss_scaling(self) -> bool:
         """fp16 gradients through many UNet steps can underflow; bf16 and fp32 need no scaling."""
-        return self.is_cuda and self.dtype == "fp16"
+        return self.mixed_precision and self.dtype == "fp16"
 
     def free_memory(self) -> None:
         """Return what the collector can free, and torch's cached GPU blocks (after a failure or an
@@ -143,25 +188,17 @@ class DeviceManager:
     def key(self) -> tuple[str, str, bool, bool]:
         return (self.device, self.dtype, self.offload, self.attention_slicing)
 
-    def place(self, pipe: Any) -> Any:
-        """Move a diffusers pipeline to the device (or set up offload) and apply memory savers."""
+    def place(self, pipe: Any, fp32_components: tuple[str, ...] = ()) -> dict[str, str]:
+        """Move a diffusers pipeline to the device (or set up offload), apply memory savers, and the
+        precision rule: under fp16, `fp32_components` (the family's, see `DtypePolicy`) run in fp32,
+        and every component casts what it receives to its own dtype. Returns each component's dtype."""
         if self.offload:
             pipe.enable_model_cpu_offload(gpu_id=self.torch_device.index or 0)
         else:
             pipe.to(self.device)
         if self.attention_slicing and hasattr(pipe, "enable_attention_slicing"):
             pipe.enable_attention_slicing()
-        vae = getattr(pipe, "vae", None)
-        if vae is not None and self.dtype == "fp16":
-            # The SD/SDXL VAEs overflow in fp16 and decode to black or NaN images; fp32 costs little.
-            vae.to(dtype=self.torch_dtype_for_vae)
-        return pipe
-
-    @property
-    def torch_dtype_for_vae(self) -> torch.dtype:
-        import torch
-
-        return torch.float32 if self.dtype == "fp16" else self.torch_dtype
+        return apply_precision(pipe, fp32_components, half=self.dtype == "fp16")
 
     def generator(self, seed: int) -> torch.Generator:
         import torch

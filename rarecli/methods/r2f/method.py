@@ -115,7 +115,7 @@ class _PreparedR2F:
                     method=R2F.name,
                     prompt=plan.prompt,
                     seed=seed,
-                    model=loaded.ref.to_meta(),
+                    model=loaded.meta(),
                     hyper=dict(hyper),
                     extra={"plan": plan.to_json(), "schedule": schedule.to_json()},
                     settings=settings_text(sampler, steps, guidance, seed, context.model, **{"R2F stops": stops}),
@@ -161,7 +161,7 @@ class _PreparedR2F:
                     method=R2F.name,
                     prompt=plan.prompt,
                     seed=seed,
-                    model=loaded.ref.to_meta(),
+                    model=loaded.meta(),
                     hyper=dict(hyper),
                     extra={"plan": plan.to_json(), "schedule": blend.to_json()},
                     settings=settings_text(

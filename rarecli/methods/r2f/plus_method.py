@@ -144,7 +144,7 @@ class _PreparedPlus:
                     method=NAME,
                     prompt=plan.prompt,
                     seed=seed,
-                    model=loaded.ref.to_meta(),
+                    model=loaded.meta(),
                     hyper=dict(hyper),
                     extra={
                         "plan": plan.to_json(),
