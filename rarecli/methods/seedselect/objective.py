@@ -73,6 +73,7 @@ class Objective:
     semantic_weight: float = 10.0
     appearance_weight: float = 1.0
     checkpoint: bool = True
+    keep_last: int = 0  # with checkpointing, the last steps whose activations are kept (not recomputed)
 
     def step(self, x: torch.Tensor, i: int) -> torch.Tensor:
         """Inner denoising step `i` from `x` (what one checkpoint segment computes)."""
@@ -94,7 +95,9 @@ class Objective:
         semantic_at = checkpointed(self.semantic, self.checkpoint and grad)
         semantic = torch.zeros(seeds.shape[0], device=seeds.device)
         x = seeds
-        for i, x in trajectory(self.loaded, seeds, self.text, self.schedule, checkpoint=self.checkpoint):
+        for i, x in trajectory(
+            self.loaded, seeds, self.text, self.schedule, checkpoint=self.checkpoint, keep_last=self.keep_last
+        ):
             if i >= first:
                 semantic = semantic + weights[i - first] * semantic_at(x, self.clip_targets)
         appearance = ((x - self.latent_targets) ** 2).mean(dim=tuple(range(1, x.dim())))
@@ -163,7 +166,7 @@ def optimise(
     manager = loaded.manager
     seed = torch.nn.Parameter(init.detach().to(manager.device, torch.float32).clone())
     opt = torch.optim.AdamW([seed], lr=lr, weight_decay=weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=manager.loss_scaling)
+    scaler = torch.amp.GradScaler(manager.autocast_device, enabled=manager.loss_scaling)
     b = init.shape[0]
     best_total = [float("inf")] * b
     best_seeds = init.detach().to("cpu", torch.float32).clone()
