@@ -9,9 +9,9 @@ A session optimises batches of its images and renders seeds in memory; `method` 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rarecli.backbones.clip import ClipEncoder, load_clip
@@ -40,6 +40,24 @@ if TYPE_CHECKING:
     from PIL import Image
 
 
+class SetupPhases:
+    """Seconds per named phase of a set-up, each synchronised with the device (GPU work counted)."""
+
+    def __init__(self, manager: DeviceManager) -> None:
+        self.manager = manager
+        self.seconds: dict[str, float] = {}
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        with self.manager.timed() as timing:
+            yield
+        self.seconds[name] = round(timing["seconds"], 4)
+
+
 @dataclass
 class ImagePlan:
     """One image to produce: where its seed starts and which references it matches."""
@@ -66,21 +84,28 @@ def prepare(config: SeedSelectConfig, manager: DeviceManager) -> Session:
     iters = config.iters or iters_default
     lr = config.lr if config.lr is not None else lr_default
     guidance = config.guidance if config.guidance is not None else guidance_default
-    started = time.perf_counter()
-    loaded = load_pipeline(
-        config.model, manager, config.revision, families=pipelines_for(config.method), purpose="seedselect"
-    )
+    phases = SetupPhases(manager)
+    with phases("load_pipeline"):
+        loaded = load_pipeline(
+            config.model, manager, config.revision, families=pipelines_for(config.method), purpose="seedselect"
+        )
+    manager = loaded.manager  # with --dtype auto resolved for the model's family
+    phases.manager = manager
     shape = latent_shape(loaded.ref, config.height, config.width)
     clip_name, clip_tag = resolve_clip(config)
-    clip = load_clip(clip_name, manager, clip_tag)
-    text = encode_text(loaded, prompt, guidance)
-    schedule = DdimSchedule.from_pipeline(loaded.pipe, config.inner_steps)
+    with phases("load_clip"):
+        clip = load_clip(clip_name, manager, clip_tag)
+    with phases("encode_prompt"):
+        text = encode_text(loaded, prompt, guidance)
+        schedule = DdimSchedule.from_pipeline(loaded.pipe, config.inner_steps)
     info(f"{len(refs)} reference image(s); CLIP {clip.name}; {config.method} on {config.model}")
-    targets = compute_targets(loaded, clip, refs, shape[1:], config.seed)
-    if config.method == "seedselect":
-        plans = _seedselect_plans(config, shape, len(refs))
-    else:
-        plans = _nao_plans(config, loaded, refs, prompt, shape)
+    with phases("reference_targets"):
+        targets = compute_targets(loaded, clip, refs, shape[1:], config.seed)
+    with phases("start_points" if config.method == "seedselect" else "inversion_and_centroid"):
+        if config.method == "seedselect":
+            plans = _seedselect_plans(config, shape, len(refs))
+        else:
+            plans = _nao_plans(config, loaded, refs, prompt, shape)
     settings = {
         "method": config.method,
         "iters": iters,
@@ -105,8 +130,10 @@ def prepare(config: SeedSelectConfig, manager: DeviceManager) -> Session:
     if config.method == "nao-seedselect":
         settings["inversion"] = {"steps": config.inversion_steps, "guidance": 1.0, "latent": "VAE posterior mean"}
         settings["nao_starts"] = config.nao_starts
-    setup_seconds = time.perf_counter() - started
-    return Session(config, prompt, refs, loaded, clip, text, schedule, targets, settings, setup_seconds, plans)
+    info(f"set-up {phases.total:.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in phases.seconds.items()) + ")")
+    return Session(
+        config, prompt, refs, loaded, clip, text, schedule, targets, settings, phases.total, plans, phases.seconds
+    )
 
 
 def _seedselect_plans(config: SeedSelectConfig, shape: tuple[int, ...], k: int) -> list[ImagePlan]:
@@ -151,6 +178,8 @@ class Session:
     settings: dict[str, Any]
     setup_seconds: float
     plans: list[ImagePlan]
+    # Where the set-up time went: loading, CLIP, the prompt, the references, the start points.
+    setup_phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def iters(self) -> int:
