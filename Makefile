@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 DEMO   ?= out/demo
 TOY_REFS := rarecli/toyworld/weights/refs
 
-.PHONY: install demo test test-realsize test-all lint bench-perf bench-realsize toy-world eval-toy eval-toy-augment clean
+.PHONY: install demo test test-realsize test-all lint bench-perf bench-realsize bench-gpu check-gpu wheelhouse toy-world eval-toy eval-toy-augment clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,7 @@ test-realsize:
 
 # ruff, then the layer contract in pyproject.toml ([tool.importlinter]): an upward import fails here.
 lint:
-	$(BIN)/ruff check rarecli tests benchmarks
+	$(BIN)/ruff check rarecli tests benchmarks tools
 	$(BIN)/lint-imports
 
 # Every benchmarks/perf_*.py takes --out FILE.json; each writes out/bench/<its name>.json. The real-size
@@ -64,6 +64,26 @@ bench-realsize:
 	@mkdir -p out/bench
 	OMP_NUM_THREADS=2 PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(BIN)/python benchmarks/perf_realsize.py \
 		--out out/bench/perf_realsize.json $(REALSIZE_ARGS)
+
+# A CUDA machine: every command at its defaults, every family, every dtype, --offload and --attention-slicing,
+# on the architecture twins at real size (built once, on the GPU); one JSON report (docs/gpu/ holds a real
+# run). About 6 minutes on an H200; CHECK_GPU_ARGS="--with-flux" adds FLUX.1-schnell (a 34 GB twin).
+CHECK_GPU_ARGS ?=
+check-gpu:
+	@mkdir -p out/gpu
+	$(BIN)/python tools/check_gpu.py --out out/gpu/check-gpu.json --budget 900 $(CHECK_GPU_ARGS)
+
+# A CUDA machine: SeedSelect's time and memory per variant and per phase, set-up, NAO-SeedSelect's first
+# image, and R2F / R2F+ / plain against diffusers' own SD3 pipeline at 1024² (benchmarks/gpu_perf.py).
+bench-gpu:
+	@mkdir -p out/gpu
+	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(BIN)/python benchmarks/gpu_perf.py --out out/gpu/gpu-perf.json --budget 1200
+
+# For a GPU machine without internet: rare's wheel and its dependencies' wheels, torch excepted, at the
+# versions this environment runs, for WHEEL_PYTHON on manylinux x86-64 (README "Offline GPU machines").
+WHEEL_PYTHON ?= 3.12
+wheelhouse:
+	$(BIN)/python tools/wheelhouse.py --out wheelhouse --python-version $(WHEEL_PYTHON)
 
 # The toy world (rarecli/toyworld): trains the committed weights from scikit-learn's digits, on the
 # CPU, in about 15 minutes on 2 shared cores; `git diff --stat` afterwards shows what changed.
