@@ -219,6 +219,17 @@ def load_pipeline(
     return loaded
 
 
+def declared_pipeline_class(model: str, revision: str | None = None) -> str | None:
+    """The pipeline class a model says it is (model_index.json), read before any weights load or any
+    embedded backbone is built; None when it does not say."""
+    entry = EMBEDDED.get(model)
+    if entry is not None and entry.kind == "pipeline":
+        return entry.pipeline_class
+    index = _read_config(resolve(model, revision), "model_index.json") or {}
+    declared = index.get("_class_name")
+    return str(declared) if declared else None
+
+
 def family_dtype(pipeline_class: str | None) -> DtypePolicy:
     """The precision policy of a pipeline class (an unknown class: the default one, nothing in fp32)."""
     family = find_family(str(pipeline_class)) if pipeline_class else None

@@ -41,6 +41,11 @@ class Schedule(StrEnum):
     authors = "authors"
 
 
+class GenerateMethod(StrEnum):
+    r2f = "r2f"
+    aapb = "aapb"
+
+
 class ResponseFormat(StrEnum):
     auto = "auto"
     json_schema = "json_schema"
@@ -50,6 +55,7 @@ class ResponseFormat(StrEnum):
 
 _LLM = "LLM"
 _PLUS = "R2F+ plans"
+_AAPB = "AAPB (--method aapb)"
 
 
 def _prompts(prompt: str | None, file: Path | None) -> list[str]:
@@ -202,6 +208,27 @@ def plan(
 
 def generate(
     plan_file: Annotated[str, typer.Argument(metavar="PLAN", help="A plan JSON file (or JSON lines), or - for stdin.")],
+    method: Annotated[
+        GenerateMethod,
+        typer.Option(
+            "--method",
+            help="r2f: Rare-to-Frequent (R2F+ for R2F+ plans). aapb: Adaptive Auxiliary Prompt Blending (CVPR "
+            "2026), on the same R2F plans: the plan's most frequent prompt is the anchor, blended into the "
+            "original prompt's guidance at every step with a closed-form weight gamma*; one extra model "
+            "evaluation per step (batched), no schedule. SD3, SDXL, SD; not FLUX (no CFG).",
+        ),
+    ] = GenerateMethod.r2f,
+    gamma: Annotated[
+        float | None,
+        typer.Option(
+            "--gamma",
+            min=0.0,
+            max=1.0,
+            help="aapb: this anchor weight at every step (the paper's fixed-gamma ablation) instead of the "
+            "adaptive gamma*, clamped to [0.01, 0.99] per step and image.",
+            rich_help_panel=_AAPB,
+        ),
+    ] = None,
     model: Model = "stabilityai/stable-diffusion-3-medium-diffusers",
     revision: Revision = None,
     steps: Annotated[
@@ -279,6 +306,12 @@ def generate(
     Image i of each plan uses seed SEED+i. PNGs carry the plan and the per-step schedule in their metadata.
     Prints the image paths, or with --json one JSON line per plan.
 
+    --method aapb samples the same plans with AAPB (Lee et al., CVPR 2026, arXiv 2603.19158): at every step
+    the anchor's prediction is blended into the target's with the weight gamma* that best cancels what CFG
+    adds against the anchor, so the frequent prompt pulls exactly as much as it helps, with no level table.
+    It costs one more model evaluation per step (about 1.5x R2F's time). Each PNG records the gamma of
+    every step. Prefer it where R2F's fixed alternation over- or under-guides; R2F+ plans stay with R2F+.
+
     An R2F+ plan (`rare r2f plan --plus`) runs R2F+ on SD3: each object drawn alone in its box, then the
     base prompt with box guidance and the objects' latents pasted inside their masks early on. Beside each
     image go `<name>.object-N.png`, `<name>.mask-N.png` and `<name>.boxes.png`.
@@ -292,6 +325,8 @@ def generate(
     manager = DeviceManager(device, dtype, offload=offload, attention_slicing=attention_slicing)
     config = R2FConfig(
         plans=plans,
+        method=method.value,
+        gamma=gamma,
         model=model,
         revision=revision,
         steps=steps,

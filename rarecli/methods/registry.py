@@ -8,6 +8,7 @@ The CLI, RareBench, `rare augment` and the toy evaluation look methods up here (
 from __future__ import annotations
 
 from rarecli.errors import InputError
+from rarecli.methods.aapb.method import AAPB
 from rarecli.methods.protocol import Method
 from rarecli.methods.r2f.method import R2F
 from rarecli.methods.r2f.plus_method import R2FPlus
@@ -31,5 +32,5 @@ def get(name: str, purpose: str = "rare") -> Method:
     return METHODS[name]
 
 
-for _method in (PlainSampling(), R2F(), R2FPlus(), SeedSelect("seedselect"), SeedSelect("nao-seedselect")):
+for _method in (PlainSampling(), R2F(), R2FPlus(), AAPB(), SeedSelect("seedselect"), SeedSelect("nao-seedselect")):
     register(_method)

@@ -20,6 +20,8 @@ from rarecli.runtime.device import DeviceManager
 @dataclass
 class R2FConfig:
     plans: list[AnyPlan]
+    method: str = "r2f"  # r2f (R2F, or R2F+ for R2F+ plans) or aapb (AAPB on the same R2F plans)
+    gamma: float | None = None  # aapb: a fixed anchor weight (None: the adaptive gamma*)
     model: str = "stabilityai/stable-diffusion-3-medium-diffusers"
     revision: str | None = None
     steps: int | None = None
@@ -72,6 +74,17 @@ def _method_and_options(config: R2FConfig) -> tuple[str, dict[str, Any]]:
         )
         if v is not None
     }
+    if config.method == "aapb":
+        if any(plus):
+            raise InputError("AAPB takes R2F plans (an anchor prompt per prompt), not R2F+ plans")
+        if config.schedule != "rare":
+            raise InputError("--schedule is R2F's step rule; AAPB has none (gamma* decides every step)")
+        if config.masks != "boxes" or detection:
+            raise InputError("--masks, --detector, --segmenter and --min-detection-score are for R2F+ plans")
+        gamma = {"gamma": config.gamma} if config.gamma is not None else {}
+        return "aapb", {**gamma, **negative}
+    if config.gamma is not None:
+        raise InputError("--gamma is AAPB's anchor weight", hint="add --method aapb")
     if all(plus):
         if config.schedule != "rare":
             raise InputError("--schedule is for R2F plans; R2F+ plans alternate each object by its own levels")
@@ -116,5 +129,6 @@ def run(config: R2FConfig, manager: DeviceManager) -> Iterator[R2FResult]:
             result.images.append(written.image)
             result.parts.extend(written.extras)
             result.seeds.append(made.seed)
-            result.schedule = made.provenance.extra["schedule"]
+            extra = made.provenance.extra
+            result.schedule = extra["schedule"] if "schedule" in extra else extra.get("aapb")
         yield result
