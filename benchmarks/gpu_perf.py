@@ -13,7 +13,7 @@ all alike:
 - set-up: `prepare()`'s per-phase seconds, first with nothing loaded, then with the models cached;
 - NAO-SeedSelect's first image: 5 references, inversion and centroid, 5 iterations (cache off, then on);
 - SD3 at 1024², 28 steps: diffusers' `StableDiffusion3Pipeline` called directly, rare's plain sampling,
-  R2F and R2F+, seconds per image and peak.
+  R2F, AAPB and R2F+, seconds per image and peak.
 
     python benchmarks/gpu_perf.py --out out/bench/perf_gpu.json [--budget 240] [--tiny]
 
@@ -242,12 +242,12 @@ def sd3_costs(models: dict, device: str, dtype: str, size: int, steps: int, roun
     context = MethodContext(models["sd3"], None, manager, steps, None, {}, command="bench", height=size, width=size)
     plan = Plan("a hairy frog", (Concept("hairy frog", "hairy dog", 3),))
     plus = PlusPlan.from_json(PLUS_PLAN)
-    prepared = {m: registry.get(m).prepare(context) for m in ("sd", "r2f", "r2f-plus")}
+    prepared = {m: registry.get(m).prepare(context) for m in ("sd", "r2f", "aapb", "r2f-plus")}
     requests = {
         "sd": Request(plan.prompt, [0]), "r2f": Request(plan.prompt, [0], plan=plan),
-        "r2f-plus": Request(plus.prompt, [0], plan=plus),
+        "aapb": Request(plan.prompt, [0], plan=plan), "r2f-plus": Request(plus.prompt, [0], plan=plus),
     }  # fmt: skip
-    rows: dict[str, list] = {"diffusers": [], "sd": [], "r2f": [], "r2f-plus": []}
+    rows: dict[str, list] = {"diffusers": [], "sd": [], "r2f": [], "aapb": [], "r2f-plus": []}
     peaks: dict[str, float] = {}
 
     def call_direct() -> None:

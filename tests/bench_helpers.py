@@ -41,12 +41,15 @@ def own_definition(
     packaged["source"]["prompts_dir"] = prompts_dir
     plans = pins.pop("authors_plans", None)
     plus_plans = pins.pop("authors_plus_plans", None)
+    aapb_plans = pins.pop("aapb_plans", None)
     for c in packaged["categories"]:
         c["sha256"] = checksums.get(c["file"])
         if plans is not None:
             c["authors_plans"] = plans.get(c["file"])
         if plus_plans is not None:
             c["authors_plus_plans"] = plus_plans.get(c["file"])
+        if aapb_plans is not None:
+            c["aapb_plans"] = aapb_plans.get(c["file"])
     packaged.update(pins)
     path = tmp_path / "definition.yaml"
     path.write_text(yaml.safe_dump(packaged, sort_keys=False), encoding="utf-8")

@@ -104,6 +104,7 @@ def cells() -> list[Cell]:
         # Defaults, every command: SD3 at 1024² in its default dtype was the crash.
         Cell("sd3/r2f/auto", "SD3", [*r2f, "--model", "{SD3}"], estimate=15),
         Cell("sd3/r2f-plus/auto", "SD3", [*plus, "--model", "{SD3}"], estimate=15),
+        Cell("sd3/aapb/auto", "SD3", [*r2f, "--method", "aapb", "--model", "{SD3}"], estimate=6),
         Cell("sd3/sd/auto", "SD3", [*plain, "--model", "{SD3}"], estimate=4),
         Cell("sd3/bench-sd/auto", "SD3", [*bench, "--model", "{SD3}"], estimate=8, outputs="bench"),
         Cell("sd21/sd/auto", "SD", [*plain, "--model", "{SD}"], estimate=8),
@@ -116,6 +117,7 @@ def cells() -> list[Cell]:
              "--prompt-template", "a {}", "--per-class", "1", "--iters", "1", "--steps", "8"],
              estimate=6, outputs="augment"),
         Cell("sd21/bench-sd/auto", "SD", [*bench, "--model", "{SD}"], estimate=5, outputs="bench"),
+        Cell("sd21/aapb/auto", "SD", [*r2f, "--method", "aapb", "--model", "{SD}"], estimate=4),
         # Issue 21's must-show: auto's probe no longer raises the peak above checkpointing on (fp32, 20 steps).
         Cell("sd21/seedselect/fp32/checkpointing-on", "SD", [*SEEDSELECT, "--iters", "1", "--inner-steps", "20",
              "--checkpointing", "on"], dtype="fp32", estimate=15),
@@ -130,8 +132,10 @@ def cells() -> list[Cell]:
         Cell("sd3/r2f/bf16", "SD3", [*r2f, "--model", "{SD3}"], dtype="bf16", estimate=12),
         Cell("sd3/r2f-plus/bf16", "SD3", [*plus, "--model", "{SD3}"], dtype="bf16", estimate=10),
         Cell("sd3/r2f/fp32", "SD3", [*r2f, "--model", "{SD3}"], dtype="fp32", estimate=15),
+        Cell("sd3/aapb/fp32", "SD3", [*r2f, "--method", "aapb", "--model", "{SD3}"], dtype="fp32", estimate=5),
         Cell("sdxl/sd/auto", "SDXL", [*plain, "--model", "{SDXL}"], estimate=12),
         Cell("sdxl/r2f/auto", "SDXL", [*r2f, "--model", "{SDXL}"], estimate=4),
+        Cell("sdxl/aapb/auto", "SDXL", [*r2f, "--method", "aapb", "--model", "{SDXL}"], estimate=4),
         Cell("sdxl/r2f/fp16", "SDXL", [*r2f, "--model", "{SDXL}"], dtype="fp16", estimate=12),
         Cell("sd3-t5/r2f/auto", "SD3T5", [*r2f, "--model", "{SD3T5}", "--t5"], estimate=20),
         Cell("sd3/r2f/offload", "SD3", [*r2f, "--model", "{SD3}"], flags=("--offload",), estimate=20),

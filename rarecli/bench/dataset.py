@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rarecli.bench.definition import Category, Definition, PinnedFile
+from rarecli.bench.definition import Category, Definition, PinnedFile, PlanSource
 from rarecli.errors import InputError, RareError
 from rarecli.io.atomic import write_replace, write_text_replace
 from rarecli.io.inputs import read_text
@@ -99,21 +99,27 @@ def _download(url: str) -> bytes:
     return data
 
 
-def fetch_pinned(definition: Definition, pinned: PinnedFile, what: str) -> bytes:
-    """A pinned file of the authors' repository (raw SHA-256), from the cache or downloaded once.
+def fetch_pinned(definition: Definition, pinned: PinnedFile, what: str, source: PlanSource | None = None) -> bytes:
+    """A pinned file of the authors' repository (raw SHA-256), from the cache or downloaded once; with
+    `source`, of that other repository (AAPB's) at its own pinned commit.
 
     Nothing is cached unless the digest matches; a cached copy that no longer matches is fetched again.
     `what` names the file in messages ("the authors' judge script").
     """
-    if definition.commit is None:
+    if source is None and definition.commit is None:
         raise RareError(f"the RareBench definition pins no commit, so {what} cannot be verified")
-    path = cache_folder(definition) / pinned.file
+    folder = cache_folder(definition) if source is None else cache_dir() / "rarebench" / source.name / source.commit
+    path = folder / pinned.file
     if path.is_file():
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() == pinned.sha256:
             return data
         warn(f"cached {path} does not match its checksum; downloading it again")
-    url = repository_url(definition, pinned.file)
+    if source is None:
+        url = repository_url(definition, pinned.file)
+    else:
+        base = os.environ.get(source.env_url) or source.base_url
+        url = base.replace("{commit}", source.commit).rstrip("/") + "/" + pinned.file.lstrip("/")
     info(f"Downloading {what} from {url}")
     data = _download(url)
     got = hashlib.sha256(data).hexdigest()
@@ -216,15 +222,20 @@ def provenance(definition: Definition, files: list[PromptFile], data: Path | Non
     }
 
 
-def load_authors_plans(definition: Definition, categories: list[Category]) -> dict[str, Plan]:
+def load_authors_plans(definition: Definition, categories: list[Category], method: str = "r2f") -> dict[str, Plan]:
     """The authors' frozen R2F plans of the selected categories (fetched at the pin, verified), by prompt
-    with its whitespace collapsed (their keys are the benchmark's prompts)."""
+    with its whitespace collapsed (their keys are the benchmark's prompts). `method` "aapb": AAPB's own
+    frozen plans, from AAPB's repository (they differ from R2F's in M-and)."""
     plans: dict[str, Plan] = {}
+    source = definition.aapb if method == "aapb" else None
+    if method == "aapb" and source is None:
+        raise RareError("the RareBench definition names no AAPB repository (aapb_source)")
     for category in categories:
-        if category.authors_plans is None:
-            raise RareError(f"the RareBench definition names no authors' plans for {category.name}")
-        pinned = category.authors_plans
-        data = fetch_pinned(definition, pinned, f"the authors' {category.name} plans")
+        pinned = category.aapb_plans if method == "aapb" else category.authors_plans
+        owner = "AAPB's" if method == "aapb" else "the authors'"
+        if pinned is None:
+            raise RareError(f"the RareBench definition names no {owner} plans for {category.name}")
+        data = fetch_pinned(definition, pinned, f"{owner} {category.name} plans", source)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:

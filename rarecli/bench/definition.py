@@ -38,6 +38,19 @@ class Category:
     about: str = ""
     authors_plans: PinnedFile | None = None  # the authors' frozen GPT-4 R2F plans for this category
     authors_plus_plans: PinnedFile | None = None  # their frozen GPT-4o R2F+ plans (multi-object categories)
+    aapb_plans: PinnedFile | None = None  # AAPB's frozen GPT-4 R2F plans, in AAPB's repository (`aapb_source`)
+
+
+@dataclass(frozen=True)
+class PlanSource:
+    """Another method's repository at a pinned commit, where its frozen plans are read (AAPB's)."""
+
+    name: str
+    repository: str
+    commit: str
+    base_url: str  # `{commit}` is filled in
+    env_url: str  # the variable that names a mirror instead
+    judge_model: str | None = None  # the judge snapshot that method's paper used
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,10 @@ class Definition:
     anchors_source: str = ""
     anchors_protocol: str = "paper"
     path: Path | None = None
+    aapb: PlanSource | None = None
+    # Later methods' published rows (same judge and protocol as `anchors`), each with its source.
+    later_anchors: dict[str, dict[str, float]] = field(default_factory=dict)
+    later_sources: dict[str, str] = field(default_factory=dict)
 
     def category(self, name: str) -> Category:
         for c in self.categories:
@@ -172,6 +189,7 @@ def _parse(data: dict[str, Any], path: Path) -> Definition:
             about=str(c.get("about", "")),
             authors_plans=_pinned(c.get("authors_plans")),
             authors_plus_plans=_pinned(c.get("authors_plus_plans")),
+            aapb_plans=_pinned(c.get("aapb_plans")),
         )
         for c in data["categories"]
     )
@@ -195,6 +213,8 @@ def _parse(data: dict[str, Any], path: Path) -> Definition:
         for run, scores in (anchors_block.get("runs") or {}).items()
     }
     commit = source.get("commit")
+    aapb = data.get("aapb_source")
+    later = data.get("later_anchors") or {}
     return Definition(
         name=str(data.get("name", "rarebench")),
         version=int(data.get("version", 1)),
@@ -209,4 +229,20 @@ def _parse(data: dict[str, Any], path: Path) -> Definition:
         anchors_source=str(anchors_block.get("source", "")),
         anchors_protocol=str(anchors_block.get("protocol", "paper")),
         path=path,
+        aapb=_source("aapb", aapb, "RARE_AAPB_URL") if aapb else None,
+        later_anchors={
+            str(n): {str(k): float(v) for k, v in row["scores"].items()} for n, row in later.items()
+        },
+        later_sources={str(n): str(row["source"]) for n, row in later.items()},
+    )
+
+
+def _source(name: str, data: dict[str, Any], env_url: str) -> PlanSource:
+    return PlanSource(
+        name=name,
+        repository=str(data["repository"]),
+        commit=str(data["commit"]),
+        base_url=str(data["base_url"]),
+        env_url=env_url,
+        judge_model=str(data["judge_model"]) if data.get("judge_model") else None,
     )

@@ -112,12 +112,13 @@ def write_summary(run_dir: Path) -> tuple[Path, dict[str, Any]]:
     return path, summary
 
 
-def anchor_table(definition: Definition) -> dict[str, dict[str, float]]:
-    """The paper's published numbers; `overall` is theirs when the paper gives only that, else the mean
-    of the categories when it gives all of them (a partial row has no overall)."""
+def anchor_table(definition: Definition, later: bool = False) -> dict[str, dict[str, float]]:
+    """The paper's published numbers (`later`: the later methods' rows instead); `overall` is theirs when
+    the paper gives only that, else the mean of the categories when it gives all of them (a partial row has
+    no overall)."""
     names = [c.name for c in definition.categories]
     out = {}
-    for name, scores in definition.anchors.items():
+    for name, scores in (definition.later_anchors if later else definition.anchors).items():
         row = dict(scores)
         if "overall" not in row and all(c in row for c in names):
             row["overall"] = sum(row[c] for c in names) / len(names)
@@ -203,6 +204,17 @@ def print_table(
     ]
     if partial:
         console.print("paper, partial rows: " + "; ".join(partial), markup=False, soft_wrap=True)
+    if anchors is not None and definition is not None and definition.later_anchors:
+        later = anchor_table(definition, later=True)
+        table = Table(title="Later methods on RareBench, as their papers report (same judge)", title_justify="left")
+        table.add_column("category")
+        for i, name in enumerate(later, 1):
+            table.add_column(f"{name} ({i})", justify="right", style="dim")
+        for cat in [*names, "overall"]:
+            table.add_row(cat, *[_fmt(row.get(cat)) for row in later.values()])
+        console.print(table)
+        for i, name in enumerate(later, 1):
+            console.print(f"({i}) {name}: {definition.later_sources[name]}", markup=False, soft_wrap=True)
     for i, s in enumerate(summaries, 1):
         if s["overall"]["failed"]:
             console.print(
@@ -277,6 +289,7 @@ class ReportResult:
     anchors: dict[str, dict[str, float]] | None
     plot: Path | None
     anchor_warnings: list[str] = field(default_factory=list)
+    later_anchors: dict[str, dict[str, Any]] | None = None  # rows of later methods, each with its source
 
 
 def display_label(summary: dict[str, Any]) -> str:
@@ -312,4 +325,9 @@ def report_runs(run_dirs: list[Path], plot_path: Path | None = None, with_anchor
     for line in cautions:
         warn(line)  # shown under --json and --quiet too: it says what the numbers mean
     written = plot(shown, plot_path, anchors, definition) if plot_path is not None else None
-    return ReportResult(paths, summaries, anchors, written, cautions)
+    later = (
+        {n: {**row, "source": definition.later_sources[n]} for n, row in anchor_table(definition, later=True).items()}
+        if with_anchors
+        else None
+    )
+    return ReportResult(paths, summaries, anchors, written, cautions, later)

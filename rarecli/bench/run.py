@@ -124,6 +124,14 @@ def _identity(
                 k: (url_without_credentials(v) if k.endswith("url") else v) for k, v in config.method_options.items()
             },
             **({"authors_plans_sha256": _plan_digests(files, config.method)} if _replays_authors(config) else {}),
+            **(
+                {
+                    "aapb_plans_source": f"{definition.aapb.repository}@{definition.aapb.commit}",
+                    "aapb_judge_model": definition.aapb.judge_model,  # the snapshot AAPB's paper judged with
+                }
+                if _replays_authors(config) and config.method == "aapb" and definition.aapb is not None
+                else {}
+            ),
         },
         "seed_policy": seed_policy(config.seed),
         "judge": judges_mod.identity(config.judge, config.judge_model, definition, protocol),
@@ -135,8 +143,13 @@ def _replays_authors(config: RunConfig) -> bool:
 
 
 def _plan_digests(files: list[PromptFile], method: str) -> dict[str, str | None]:
-    pins = {f.category.name: f.category.authors_plus_plans if method == "r2f-plus" else f.category.authors_plans for f in files}
-    return {name: pin.sha256 if pin else None for name, pin in pins.items()}
+    def pin(category: Any) -> Any:
+        if method == "r2f-plus":
+            return category.authors_plus_plans
+        return category.aapb_plans if method == "aapb" else category.authors_plans
+
+    pins = {f.category.name: pin(f.category) for f in files}
+    return {name: p.sha256 if p else None for name, p in pins.items()}
 
 
 def run_benchmark(config: RunConfig) -> RunResult:
@@ -171,7 +184,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
             for prompt, reason in refused.items():  # their items fail with the reason, and are counted
                 warn(f"the authors' R2F+ plan of {prompt!r} is refused by our checks: {reason}")
         elif _replays_authors(config):
-            plans = load_authors_plans(definition, categories)  # type: ignore[assignment]
+            plans = load_authors_plans(definition, categories, config.method)  # type: ignore[assignment]
         document = {
             "schema": SCHEMA,
             "identity": _identity(config, definition, files, manager.dtype, protocol),

@@ -44,11 +44,14 @@ def _method_options(
     masks: Masks | None = None,
     detector: str | None = None,
     segmenter: str | None = None,
+    gamma: float | None = None,
 ) -> dict[str, Any]:
     """What the run's config records as the method's settings (part of its identity)."""
     loading = {"t5": t5} if t5 is not None else {}
-    if method not in ("r2f", "r2f-plus") and plans is not Plans.llm:
-        raise InputError("--plans is R2F's and R2F+'s", hint="use it with --method r2f or r2f-plus")
+    if method not in ("r2f", "r2f-plus", "aapb") and plans is not Plans.llm:
+        raise InputError("--plans is R2F's, R2F+'s and AAPB's", hint="use it with --method r2f, r2f-plus or aapb")
+    if method != "aapb" and gamma is not None:
+        raise InputError("--gamma is AAPB's anchor weight", hint="use it with --method aapb")
     if method != "r2f" and schedule is not None:
         raise InputError("--schedule is R2F's", hint="use it with --method r2f")
     if method != "r2f-plus" and (masks is not None or detector or segmenter):
@@ -63,6 +66,13 @@ def _method_options(
         )
         chosen = {"masks": masks.value if masks is not None else "boxes", "detector": detector, "segmenter": segmenter}
         return {**planning, **{k: v for k, v in chosen.items() if v is not None}, **loading}
+    if method == "aapb":
+        planning = (
+            {"plans": "authors"}
+            if plans is Plans.authors
+            else {"llm_backend": llm_backend, "llm_model": llm_model, "llm_base_url": llm_base_url}
+        )
+        return {**planning, **({"gamma": gamma} if gamma is not None else {}), **loading}
     if method != "r2f":
         return loading
     rule = schedule.value if schedule is not None else ("authors" if plans is Plans.authors else "rare")
@@ -86,7 +96,8 @@ def rarebench(
         str,
         typer.Option(
             "--method",
-            help="sd (plain sampling), r2f, r2f-plus (R2F+, SD3 only), seedselect or nao-seedselect.",
+            help="sd (plain sampling), r2f, r2f-plus (R2F+, SD3 only), aapb (AAPB, CVPR 2026: the plan's most "
+            "frequent prompt blended into the target's guidance; SD3, SDXL, SD), seedselect or nao-seedselect.",
             rich_help_panel=_GEN,
         ),
     ] = "sd",
@@ -135,12 +146,23 @@ def rarebench(
         Plans,
         typer.Option(
             "--plans",
-            help="r2f, r2f-plus: llm plans each prompt with --llm-backend (cached on disk); authors replays the "
-            "authors' frozen GPT-4 plans (R2F+: their GPT-4o plans of M-and, M-relation, M-complex), fetched at "
-            "the pinned commit and verified (the paper's rows). A plan our checks refuse fails its items.",
+            help="r2f, r2f-plus, aapb: llm plans each prompt with --llm-backend (cached on disk); authors replays "
+            "the authors' frozen GPT-4 plans (R2F+: their GPT-4o plans of M-and, M-relation, M-complex; AAPB: "
+            "AAPB's own, from its repository), fetched at the pinned commit and verified (the papers' rows). A "
+            "plan our checks refuse fails its items.",
             rich_help_panel=_GEN,
         ),
     ] = Plans.llm,
+    gamma: Annotated[
+        float | None,
+        typer.Option(
+            "--gamma",
+            min=0.0,
+            max=1.0,
+            help="aapb: a fixed anchor weight at every step (the paper's ablation) instead of adaptive gamma*.",
+            rich_help_panel=_GEN,
+        ),
+    ] = None,
     schedule: Annotated[
         Schedule | None,
         typer.Option(
@@ -264,7 +286,8 @@ def rarebench(
             offload=offload,
             protocol=protocol.value,
             method_options=_method_options(
-                method, plans, schedule, llm_backend, llm_model, llm_base_url, refs_root, t5, masks, detector, segmenter
+                method, plans, schedule, llm_backend, llm_model, llm_base_url, refs_root, t5, masks, detector, segmenter,
+                gamma,
             ),
         )
     )
@@ -291,6 +314,7 @@ def report(
     document = {
         "runs": result.summaries,
         "anchors": result.anchors,
+        "later_anchors": result.later_anchors,
         "anchor_warnings": result.anchor_warnings,
         "plot": str(result.plot) if result.plot else None,
     }
