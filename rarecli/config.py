@@ -30,14 +30,15 @@ def load_config(path: Path, explicit: bool = False) -> dict[str, Any]:
     so a missing file is an error, not an absent config."""
     if not path.is_file():
         if explicit:
-            raise RareError(f"RARE_CONFIG names {path}, which does not exist", hint="create it, or unset RARE_CONFIG")
+            what = "a folder, not a config file" if path.is_dir() else "something that does not exist"
+            raise RareError(f"RARE_CONFIG names {path}, {what}", hint="point it at a YAML file, or unset RARE_CONFIG")
         return {}
     # Imported only when a config file exists: every command's --help passes through here.
     import yaml
 
     text = read_text(path, "config file", limit=MAX_CONFIG_BYTES)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader without aliases
     except yaml.YAMLError as exc:
         raise RareError(f"cannot read config file {path}: {exc}", hint="fix or remove it, or set RARE_CONFIG") from exc
     if data is None:
@@ -45,6 +46,21 @@ def load_config(path: Path, explicit: bool = False) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RareError(f"config file {path} must hold a mapping at the top level", hint="see the README's Settings")
     return data
+
+
+def _loader() -> Any:
+    """PyYAML's SafeLoader refusing aliases: settings never need them, and nested aliases expand
+    exponentially (a 503-byte file of them made every command take gigabytes before this)."""
+    import yaml
+
+    class NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                line = self.peek_event().start_mark.line + 1
+                raise yaml.YAMLError(f"line {line}: aliases (*name) are not allowed in a rare config file")
+            return super().compose_node(parent, index)
+
+    return NoAliases
 
 
 def default_map(command: Any, config: dict[str, Any], path: Path | str = "config", ctx: Any = None) -> dict[str, Any]:
@@ -66,6 +82,15 @@ def default_map(command: Any, config: dict[str, Any], path: Path | str = "config
         return names
 
     def check(param: Any, value: Any, where: str) -> None:
+        # Every value is a scalar, or a list of scalars for an option given many times: a list where one
+        # value is wanted would otherwise be turned into its text.
+        scalar = (str, int, float, bool, type(None))
+        many = bool(getattr(param, "multiple", False)) or getattr(param, "nargs", 1) != 1
+        if isinstance(value, list) and many:
+            if not all(isinstance(v, scalar) for v in value):
+                raise fail(f"`{where}` must be a list of plain values")
+        elif not isinstance(value, scalar):
+            raise fail(f"`{where}` must be a single value, not a {type(value).__name__}")
         if ctx is None:
             return
         try:  # the option's own conversion and callback, as for a value given on the command line

@@ -26,7 +26,7 @@ from rarecli.bench.definition import JudgeSpec, image_score
 from rarecli.bench.verdict import JudgeFailed, Verdict
 from rarecli.errors import RareError
 from rarecli.io.atomic import write_text_replace
-from rarecli.llm.openai_client import OpenAIConnection, retry_delay
+from rarecli.llm.openai_client import MalformedAnswer, OpenAIConnection, RequestDeadline, retry_delay
 from rarecli.paths import cache_dir
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
@@ -167,9 +167,8 @@ class GPTJudge:
         attempts = self.retries + 1
         for attempt in range(attempts):
             try:
-                response = self._client.chat.completions.create(
-                    model=self.model, messages=messages, **protocol.request()
-                )
+                response = self._connection.chat(self._client, self.timeout, model=self.model, messages=messages,
+                                                 **protocol.request())  # fmt: skip
             except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as exc:
                 last = self._redact(f"{type(exc).__name__}: {exc}")
                 if attempt + 1 < attempts:
@@ -178,12 +177,18 @@ class GPTJudge:
             except openai.APIStatusError as exc:
                 # 400/401/403/404...: asking again gives the same answer.
                 raise JudgeFailed(self._redact(f"{type(exc).__name__} (HTTP {exc.status_code}): {exc}")) from None
-            content = response.choices[0].message.content if response.choices else None
+            except (RequestDeadline, MalformedAnswer) as exc:
+                last = self._redact(f"{self._connection.where}: {exc}")
+                self._client = self._connection.client(self.timeout)  # a deadline closed the old one
+                if attempt + 1 < attempts:
+                    self.sleep(self._delay(attempt, None))
+                continue
+            content = response.content
             answer = protocol.parse(content)
             if answer is None:
                 last = self._redact(f"malformed judge answer: {(content or '')[:200]!r}")
                 continue
-            answer["response_model"] = getattr(response, "model", None)
+            answer["response_model"] = response.model
             write_text_replace(cache_path, json.dumps(answer, ensure_ascii=False, sort_keys=True))
             return Verdict(protocol.score(answer["score"]), answer, attempts=attempt + 1)
         raise JudgeFailed(f"judge gave up after {attempts} attempts: {last}")

@@ -140,7 +140,13 @@ def plan(
         ),
     ] = ResponseFormat.auto,
     timeout: Annotated[
-        float, typer.Option("--timeout", min=1.0, help="Seconds per LLM request (openai).", rich_help_panel=_LLM)
+        float,
+        typer.Option(
+            "--timeout",
+            min=1.0,
+            help="Seconds a whole LLM request may take, its answer included (openai); each retry gets as long.",
+            rich_help_panel=_LLM,
+        ),
     ] = 60.0,
     attempts: Annotated[
         int,

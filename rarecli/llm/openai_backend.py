@@ -23,7 +23,7 @@ from typing import Any
 
 from rarecli import log
 from rarecli.errors import InputError, RareError
-from rarecli.llm.openai_client import OpenAIConnection, retry_delay
+from rarecli.llm.openai_client import MalformedAnswer, OpenAIConnection, RequestDeadline, retry_delay
 from rarecli.llm.protocol import Constraint
 
 MODES = ("auto", "json_schema", "grammar", "json_object")
@@ -84,8 +84,8 @@ class OpenAIBackend:
         self.max_tokens = max_tokens
         self._client = None
 
-    def __repr__(self) -> str:  # never show the key
-        return f"OpenAIBackend(model={self.model_name!r}, base_url={self.base_url!r}, mode={self.mode!r})"
+    def __repr__(self) -> str:  # never show the key, nor credentials in the URL
+        return f"OpenAIBackend(model={self.model_name!r}, base_url={self._connection.where!r}, mode={self.mode!r})"
 
     @property
     def model(self) -> str:
@@ -140,7 +140,9 @@ class OpenAIBackend:
         request = self._request(mode, constraint)
         for attempt in range(self.max_retries + 1):
             try:
-                response = self.client().chat.completions.create(
+                answer = self._connection.chat(
+                    self.client(),
+                    self.timeout,
                     model=self.model_name,
                     messages=messages,
                     temperature=self.temperature,
@@ -153,7 +155,7 @@ class OpenAIBackend:
                     raise _FormatRejected(self._scrub(_first_line(exc))) from None
                 if not isinstance(exc, openai.InternalServerError) or attempt == self.max_retries:
                     raise self._error(exc) from None
-                failure = exc
+                failure: Exception = exc
             except (openai.RateLimitError, openai.APITimeoutError, openai.APIConnectionError) as exc:
                 if attempt == self.max_retries:
                     raise self._error(exc) from None
@@ -162,11 +164,15 @@ class OpenAIBackend:
                 if exc.status_code < 500 or attempt == self.max_retries:
                     raise self._error(exc) from None
                 failure = exc
+            except (RequestDeadline, MalformedAnswer) as exc:
+                self._client = None  # closed at a deadline; a fresh one for the next attempt either way
+                if attempt == self.max_retries:
+                    raise self._error(exc) from None
+                failure = exc
             else:
-                choice = response.choices[0]
-                if getattr(choice.message, "refusal", None):
+                if answer.refusal:
                     return ""  # a refusal is an invalid answer; the planner asks again
-                return choice.message.content or ""
+                return answer.content or ""
             wait = self._wait(attempt, failure)
             log.info(f"{self.model}: {_describe(failure)}; retrying in {wait:.1f} s ({attempt + 1}/{self.max_retries})")
             time.sleep(wait)
@@ -178,8 +184,18 @@ class OpenAIBackend:
     def _error(self, exc: Exception) -> RareError:
         import openai
 
-        where = self.base_url or "the OpenAI API"
+        where = self._connection.where
         detail = self._scrub(_first_line(exc))
+        if isinstance(exc, RequestDeadline):
+            return RareError(
+                f"{where} sent no complete answer within --timeout {self.timeout:g} s (after {self.max_retries} retries)",
+                hint="check the server, or raise --timeout",
+            )
+        if isinstance(exc, MalformedAnswer):
+            return RareError(
+                f"{where} did not answer like an OpenAI-compatible server (after {self.max_retries} retries): {detail}",
+                hint="check --base-url: it should end in the API's root, e.g. http://127.0.0.1:8000/v1",
+            )
         if isinstance(exc, openai.AuthenticationError):
             return RareError(f"{where} rejected the API key (401)", hint="check OPENAI_API_KEY (rare never prints it)")
         if isinstance(exc, openai.PermissionDeniedError):
@@ -210,4 +226,6 @@ def _first_line(exc: Exception) -> str:
 
 def _describe(exc: Exception) -> str:
     status = getattr(exc, "status_code", None)
+    if isinstance(exc, RequestDeadline | MalformedAnswer):
+        return str(exc)
     return f"HTTP {status}" if status else type(exc).__name__

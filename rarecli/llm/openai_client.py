@@ -5,7 +5,9 @@ key, the base URL, the client and its timeout, the pacing of retries, and redact
   (local servers usually take no key, but the client needs one); the OpenAI API is an error naming
   what the caller needs it for. It is never logged, stored or shown: `redact` scrubs it, its first
   eight characters and anything shaped like an OpenAI key from text a server sends back.
-- Timeouts are the client's own (`timeout=`). Retries are not: the client's `max_retries` is 0 and
+- `--timeout` bounds a whole request (`OpenAIConnection.chat`): the client's timeouts are per read, so a
+  server that drips its answer a byte at a time would hold it for ever; the request runs in a worker
+  thread and, past its deadline, the connection is closed under it. Retries are not the client's: the client's `max_retries` is 0 and
   callers retry with `retry_delay` (a server's Retry-After first, else jittered exponential backoff),
   because the client's built-in retries do not do these jobs: the planner must see a server reject
   `response_format` (llama.cpp answers HTTP 500) before that is retried four times, and the judge
@@ -15,17 +17,51 @@ key, the base URL, the client and its timeout, the pacing of retries, and redact
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from rarecli.errors import RareError
+from rarecli.errors import InputError, RareError
 
 _KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-*]{6,}")
 UNUSED_KEY = "unused"
+# Query parameters that carry credentials in the URLs people paste (Azure's api-key, signed URLs, tokens).
+_SECRET_PARAMS = re.compile(r"(key|token|secret|password|passwd|pwd|auth|sig|signature|credential)", re.IGNORECASE)
+
+
+class RequestDeadline(Exception):
+    """A request outlived its deadline (`--timeout`): retried like a timeout."""
+
+
+class MalformedAnswer(Exception):
+    """A 200 answer that is not a chat completion (not JSON, an HTML page, no choices): retried."""
+
+
+@dataclass(frozen=True)
+class ChatAnswer:
+    content: str | None
+    refusal: str | None = None
+    model: str | None = None
+
+
+def check_base_url(url: str | None, option: str = "--base-url") -> None:
+    """A server URL rare can use: http(s), a host, a port in range. Said before any request."""
+    if url is None:
+        return
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError when out of range
+    except ValueError as exc:
+        raise InputError(f"{option} {display_url(url)}: {exc}", hint="e.g. http://127.0.0.1:8000/v1") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"{option} {display_url(url)} is not an http(s) URL with a host", hint="e.g. http://127.0.0.1:8000/v1")
+    if port == 0:
+        raise InputError(f"{option} {display_url(url)}: port 0 is not a server's port")
 
 
 @dataclass(frozen=True)
@@ -36,6 +72,7 @@ class OpenAIConnection:
     @classmethod
     def resolve(cls, base_url: str | None, api_key: str | None = None, *, missing: RareError) -> OpenAIConnection:
         """The connection for `base_url`; `missing` is raised when the OpenAI API has no key to use."""
+        check_base_url(base_url)
         key = api_key or os.environ.get("OPENAI_API_KEY", "")
         if not key:
             if base_url is None:
@@ -47,6 +84,40 @@ class OpenAIConnection:
         import openai
 
         return openai.OpenAI(api_key=self.api_key, base_url=self.base_url, timeout=timeout, max_retries=0)
+
+    def chat(self, client: Any, timeout: float, **request: Any) -> ChatAnswer:
+        """One chat completion, bounded as a whole by `timeout` seconds, its answer checked.
+
+        Raises the client's own errors (HTTP status, connection), `RequestDeadline` when the deadline
+        passed (the client is then closed: make a new one) and `MalformedAnswer` for a 200 that is not
+        a chat completion."""
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["response"] = client.chat.completions.create(**request)
+            except BaseException as exc:  # re-raised in the caller's thread
+                box["error"] = exc
+
+        # A daemon thread: one left blocked on a dead socket never holds the process at exit.
+        worker = threading.Thread(target=work, name="rare-openai-request", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            with contextlib.suppress(Exception):  # the deadline is what is reported
+                client.close()  # closes the socket the worker reads from
+            raise RequestDeadline(f"no complete answer within {timeout:g} s")
+        if "error" in box:
+            error = box["error"]
+            if isinstance(error, ValueError | TypeError | AttributeError):  # a body the client could not read
+                raise MalformedAnswer(f"{type(error).__name__}: {self.redact(str(error))[:200]}") from None
+            raise error
+        return _read_answer(box.get("response"))
+
+    @property
+    def where(self) -> str:
+        """The server as shown in messages: its URL without credentials, or the OpenAI API."""
+        return display_url(self.base_url) or "the OpenAI API"
 
     def redact(self, text: str) -> str:
         if self.api_key != UNUSED_KEY:
@@ -78,12 +149,41 @@ def retry_delay(attempt: int, exc: BaseException | None, backoff: float, max_bac
     return min(backoff * 2**attempt, max_backoff) * (0.5 + random.random() / 2)
 
 
+def _read_answer(response: Any) -> ChatAnswer:
+    """The first choice of a chat completion, or MalformedAnswer saying what the server sent instead."""
+    if isinstance(response, str | bytes):
+        head = response[:60] if isinstance(response, str) else response[:60].decode("utf-8", "replace")
+        kind = "an HTML page" if head.lstrip().lower().startswith(("<!doctype", "<html")) else "text that is not JSON"
+        raise MalformedAnswer(f"the server answered with {kind}: {head!r}")
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list):
+        raise MalformedAnswer("the answer has no `choices` list: not a chat completion")
+    if not choices:
+        raise MalformedAnswer("the answer's `choices` is empty")
+    message = getattr(choices[0], "message", None)
+    content = getattr(message, "content", None)
+    if message is None or not (content is None or isinstance(content, str)):
+        raise MalformedAnswer("the answer's first choice has no message text")
+    refusal = getattr(message, "refusal", None)
+    model = getattr(response, "model", None)
+    return ChatAnswer(content, refusal if isinstance(refusal, str) else None, model if isinstance(model, str) else None)
+
+
 def url_without_credentials(url: str | None) -> str | None:
-    """A URL as it may be recorded (config files are shared with results): user:password@ dropped."""
+    """A URL as it may be shown or recorded (config files are shared with results): user:password@
+    dropped, and the values of credential-like query parameters (api-key, token, sig, ...) replaced."""
     if not url:
         return url
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host  # IPv6 literal
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc)) if parts.netloc else url
+    if not parts.netloc:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[-1]  # user:password@ dropped; the host and port as written
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if _SECRET_PARAMS.search(k) else v) for k, v in pairs], safe="*")
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def display_url(url: str | None) -> str | None:
+    return url_without_credentials(url)
