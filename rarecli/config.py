@@ -30,8 +30,9 @@ def load_config(path: Path, explicit: bool = False) -> dict[str, Any]:
     so a missing file is an error, not an absent config."""
     if not path.is_file():
         if explicit:
-            what = "a folder, not a config file" if path.is_dir() else "something that does not exist"
-            raise RareError(f"RARE_CONFIG names {path}, {what}", hint="point it at a YAML file, or unset RARE_CONFIG")
+            if path.is_dir():
+                raise RareError(f"RARE_CONFIG names {path}, a folder, not a config file", hint="point it at a YAML file")
+            raise RareError(f"RARE_CONFIG names {path}, which does not exist", hint="create it, or unset RARE_CONFIG")
         return {}
     # Imported only when a config file exists: every command's --help passes through here.
     import yaml

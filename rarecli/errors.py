@@ -6,6 +6,8 @@ shows a traceback only under RARE_DEBUG=1.
 
 from __future__ import annotations
 
+import errno
+
 
 class RareError(Exception):
     """A handled failure: a message a user can act on, and optionally a hint. `written` lists the files
@@ -50,6 +52,13 @@ def explain(exc: BaseException) -> RareError | None:
         return RareError(
             f"model not found on the Hub: {text.splitlines()[0]}",
             hint="check the id, or pass a local folder in the diffusers layout",
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        where = exc.filename or "a path"
+        shown = str(where) if len(str(where)) <= 120 else str(where)[:60] + "..." + str(where)[-40:]
+        return RareError(
+            f"a name in {shown} is longer than the file system allows (255 bytes per name)",
+            hint="use shorter folder and file names",
         )
     if name in {"LocalEntryNotFoundError", "OfflineModeIsEnabled"}:
         return RareError(

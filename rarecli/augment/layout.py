@@ -52,6 +52,7 @@ def _has_results(dataset: Path) -> bool:
 
 def archive(dataset: Path) -> Path:
     """Move the old dataset aside, whole (never delete): DATASET.superseded-<time>/."""
+    dataset = dataset.resolve()  # `--out .` has no name of its own until resolved
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     dest = dataset.with_name(f"{dataset.name}.superseded-{stamp}")
     n = 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from rarecli.augment.layout import (
 )
 from rarecli.errors import InputError, OutputError, RareError, failure_reason
 from rarecli.io.atomic import check_writable, write_text_replace
+from rarecli.io.inputs import png_is_complete, read_text
 from rarecli.log import info, progress, warn
 from rarecli.methods import registry
 from rarecli.methods.output import write_generated
@@ -134,6 +136,8 @@ def run_augment(config: AugmentConfig) -> AugmentResult:
     dataset = Path(config.out)
     if dataset.resolve() == root.path.resolve() or root.path.resolve() in dataset.resolve().parents:
         raise InputError("--out must not be inside ROOT", hint="the generated classes would be read as real ones")
+    if dataset.resolve() in root.path.resolve().parents:
+        raise InputError("--out must not contain ROOT", hint="the dataset's class folders would sit beside your input")
     check_writable(dataset)
 
     state, device = process_state(config.device)
@@ -193,10 +197,15 @@ def _generate(config, method, chosen, dataset, manager, state, result) -> None:
             c, exc, n = unnamed[cls.folder]
             unnamed[cls.folder] = (c, exc, n + 1)
             continue
-        if Item(cls, i, config.seed + i, prompts[cls.folder]).path(dataset, config.method).is_file():
+        path = Item(cls, i, config.seed + i, prompts[cls.folder]).path(dataset, config.method)
+        if png_is_complete(path):
             result.skipped += 1
-        else:
-            todo.setdefault(cls.folder, (cls, []))[1].append(i)
+            continue
+        if os.path.lexists(path):  # damaged (truncated, or not a regular file): set aside and made again
+            aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.replace(path, aside)
+            warn(f"{path} is damaged (truncated, or not a regular file): moved to {aside.name}, making it again")
+        todo.setdefault(cls.folder, (cls, []))[1].append(i)
     for cls, exc, n in unnamed.values():  # this process's share of the class's images
         _fail(result, cls, exc, n, "name it in classes.json / classes.txt")
     if result.skipped:
@@ -277,6 +286,22 @@ def _write_failures(dataset: Path, result: AugmentResult) -> None:
     write_text_replace(failures_path(dataset, result.process_index), text + "\n")
 
 
+def _other_failures(path: Path) -> list[dict[str, Any]]:
+    """Another process's failure records; a file that is not what rare wrote is warned about and left out."""
+    if not path.exists():
+        return []
+    try:
+        document = json.loads(read_text(path, "failure file"))
+        records = document["failed"]
+        if not all(isinstance(r, dict) and isinstance(r.get("class"), str) and isinstance(r.get("images"), int)
+                   for r in records):  # fmt: skip
+            raise ValueError("records are not classes with image counts")
+    except (InputError, ValueError, TypeError, KeyError) as exc:
+        warn(f"{path} is damaged and left out of the summary ({str(exc).splitlines()[0][:120]})")
+        return []
+    return list(records)
+
+
 def _finish(dataset: Path, result: AugmentResult, num_processes: int) -> None:
     """The manifest of every image in the dataset and the run's summary (main process)."""
     text, count = manifest_text(dataset)
@@ -284,10 +309,7 @@ def _finish(dataset: Path, result: AugmentResult, num_processes: int) -> None:
     by_class: dict[str, dict[str, Any]] = {}
     for rank in range(num_processes):
         path = failures_path(dataset, rank)
-        if rank == result.process_index:
-            records = result.failed
-        else:
-            records = json.loads(path.read_text(encoding="utf-8")).get("failed", []) if path.is_file() else []
+        records = result.failed if rank == result.process_index else _other_failures(path)
         for record in records:  # a class several processes had work in failed on each: one record
             if record["class"] in by_class:
                 by_class[record["class"]]["images"] += record["images"]

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rarecli.errors import InputError
+from rarecli.io.inputs import read_text
 from rarecli.io.naming import output_name
 from rarecli.io.runfolder import RunFolder
 
@@ -74,14 +77,42 @@ def check_config(run_dir: Path, document: dict[str, Any], force: bool, write: bo
     RUN_FOLDER.check(run_dir, document, force, write)
 
 
+def item_problem(record: Any) -> str | None:
+    """What is wrong with an item file's record (None: a result rare could have written). Item files
+    are rare's own, written atomically; one that fails this was edited or damaged outside rare."""
+    if not isinstance(record, dict):
+        return f"holds a {type(record).__name__}, not an item record"
+    if record.get("status") not in ("ok", "failed"):
+        return f"status {record.get('status')!r} is neither ok nor failed"
+    if not isinstance(record.get("category"), str):
+        return "has no category"
+    if record["status"] == "ok":
+        score = record.get("score")
+        if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
+            return f"score {score!r} is not a finite number"
+        if not 0.0 <= float(score) <= 100.0:
+            return f"score {score!r} is outside 0-100"
+    return None
+
+
+def read_item(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """An item file's record, or None and what is wrong with the file (unreadable, truncated, edited,
+    a FIFO: nothing here waits on a special file)."""
+    try:
+        record = json.loads(read_text(path, "item file"))
+    except (OSError, ValueError, InputError) as exc:
+        return None, str(exc).splitlines()[0][:200]
+    problem = item_problem(record)
+    return (None, problem) if problem else (record, None)
+
+
 def load_items(run_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every item result of a run, and the paths of unreadable ones."""
+    """Every item result of a run, and the paths of unreadable ones (with what is wrong)."""
     items, unreadable = [], []
     for path in sorted((Path(run_dir) / "items").glob("*/*.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            unreadable.append(str(path.relative_to(run_dir)))
+        record, problem = read_item(path)
+        if record is None:
+            unreadable.append(f"{path.relative_to(run_dir)}: {problem}")
             continue
         record["_path"] = str(path.relative_to(run_dir))
         items.append(record)

@@ -324,6 +324,12 @@ def report_runs(run_dirs: list[Path], plot_path: Path | None = None, with_anchor
     cautions = anchor_warnings(summaries, definition) if with_anchors else []
     for line in cautions:
         warn(line)  # shown under --json and --quiet too: it says what the numbers mean
+    for s in summaries:
+        if s.get("unreadable"):
+            warn(
+                f"{s['run_dir']}: {len(s['unreadable'])} damaged item file(s), counted missing "
+                f"({s['unreadable'][0]}); the same `rare bench rarebench` command makes them again"
+            )
     written = plot(shown, plot_path, anchors, definition) if plot_path is not None else None
     later = (
         {n: {**row, "source": definition.later_sources[n]} for n, row in anchor_table(definition, later=True).items()}

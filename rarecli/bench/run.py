@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,7 @@ from rarecli.bench import judges as judges_mod
 from rarecli.bench import methods as methods_mod
 from rarecli.bench.dataset import PromptFile, load_authors_plans, load_authors_plus_plans, load_prompts, provenance
 from rarecli.bench.definition import Definition, load_definition
-from rarecli.bench.layout import SCHEMA, Item, check_config
+from rarecli.bench.layout import SCHEMA, Item, check_config, read_item
 from rarecli.bench.report import print_table, write_summary
 from rarecli.errors import InputError, RareError, failure_reason
 from rarecli.io.runfolder import write_result
@@ -206,19 +206,23 @@ def run_benchmark(config: RunConfig) -> RunResult:
     mine = items[state.process_index :: state.num_processes]
     result = RunResult(run_dir, state.process_index, state.num_processes, None, None)
 
+    damaged: list[str] = []
+
     def pending(item: Item) -> bool:
         path = item.result_path(run_dir)
-        if not path.is_file():
+        if not os.path.lexists(path):
             return True
-        if config.retry_failed:
-            try:
-                return json.loads(path.read_text(encoding="utf-8")).get("status") != "ok"
-            except (OSError, ValueError):
-                return True
-        return False
+        record, problem = read_item(path)
+        if record is None:  # edited or cut short outside rare: set aside, made again, and said so
+            damaged.append(f"{path.relative_to(run_dir)} ({problem})")
+            os.replace(path, path.with_name(path.name + ".damaged"))
+            return True
+        return config.retry_failed and record["status"] != "ok"
 
     todo = [item for item in mine if pending(item)]
     result.skipped = len(mine) - len(todo)
+    if damaged:
+        warn(f"{len(damaged)} damaged item file(s) will be made again: " + "; ".join(damaged[:3]))
     if result.skipped:
         info(f"Resuming: {result.skipped} of {len(mine)} items already have a result")
     provenance_base = {"process_index": state.process_index, "num_processes": state.num_processes, "device": device}

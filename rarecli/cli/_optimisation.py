@@ -11,13 +11,9 @@ from typing import Annotated
 
 import typer
 
+from rarecli.cli._options import MAX_GUIDANCE, bounded
+
 PANEL = "Optimisation"
-
-
-def _positive(value: float | None) -> float | None:
-    if value is not None and value <= 0:
-        raise typer.BadParameter(f"{value} is not above 0")
-    return value
 
 
 class NaoStarts(StrEnum):
@@ -40,7 +36,7 @@ Lr = Annotated[
     float | None,
     typer.Option(
         "--lr",
-        callback=_positive,
+        callback=bounded(0.0, 10.0, low_open=True),
         help="Learning rate, divided by 10 from the 4th iteration. Default: 0.1, or 0.05 for nao-seedselect.",
         rich_help_panel=PANEL,
     ),
@@ -62,7 +58,7 @@ Guidance = Annotated[
     float | None,
     typer.Option(
         "--guidance",
-        min=0.0,
+        callback=bounded(0.0, MAX_GUIDANCE),
         help="Classifier-free guidance. Default: 7.5 for seedselect, 1 for nao-seedselect.",
         rich_help_panel=PANEL,
     ),
@@ -71,13 +67,13 @@ Guidance = Annotated[
 
 SemanticWeight = Annotated[
     float,
-    typer.Option("--semantic-weight", min=0.0, help="Weight of the CLIP semantic loss.", rich_help_panel=PANEL),
+    typer.Option("--semantic-weight", callback=bounded(0.0, 1e4), help="Weight of the CLIP semantic loss.", rich_help_panel=PANEL),
 ]
 
 
 AppearanceWeight = Annotated[
     float,
-    typer.Option("--appearance-weight", min=0.0, help="Weight of the VAE appearance loss.", rich_help_panel=PANEL),
+    typer.Option("--appearance-weight", callback=bounded(0.0, 1e4), help="Weight of the VAE appearance loss.", rich_help_panel=PANEL),
 ]
 
 
@@ -96,7 +92,7 @@ WeightDecay = Annotated[
     float,
     typer.Option(
         "--weight-decay",
-        min=0.0,
+        callback=bounded(0.0, 1.0),
         help="AdamW weight decay. 0 by default: decay shrinks the seed's norm off the Gaussian shell the model "
         "was trained on (the authors' code leaves AdamW's 0.01).",
         rich_help_panel=PANEL,

@@ -30,6 +30,26 @@ def _dtype(value: str) -> str:
     return value
 
 
+def bounded(low: float, high: float, *, low_open: bool = False):
+    """A callback for a float option: finite, within [low, high] (`low_open`: above low). click's own
+    ranges let nan through (every comparison with nan is false) and have no upper bound by default."""
+    import math
+
+    def check(value: float | None) -> float | None:
+        if value is None:
+            return value
+        if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
+            left = "(" if low_open else "["
+            raise typer.BadParameter(f"{value} is not in {left}{low:g}, {high:g}]")
+        return value
+
+    return check
+
+
+# Classifier-free guidance scales in use are 1-30; far beyond, every prediction is extrapolated into
+# overflow (a scale of 1e300 gave NaN losses and all-black images).
+MAX_GUIDANCE = 100.0
+
 _RUNTIME = "Runtime"
 _OUTPUT = "Output"
 

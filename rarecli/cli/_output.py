@@ -7,6 +7,7 @@ command treats `--json`, `--quiet` and stdout the same way.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,8 +32,20 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def strict(obj: Any) -> Any:
+    """`obj` with NaN and infinities as null: JSON has no such numbers, and a bare `NaN` breaks every
+    strict reader downstream (jq, JSON.parse)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict(v) for v in obj]
+    return obj
+
+
 def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, default=_default, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps(strict(obj), default=_default, ensure_ascii=False, allow_nan=False) + "\n")
     sys.stdout.flush()
 
 

@@ -8,7 +8,20 @@ from typing import Annotated, Any
 
 import typer
 
-from rarecli.cli._options import T5, Device, Dtype, Json, Masks, Model, Offload, Quiet, Revision, Seed
+from rarecli.cli._options import (
+    MAX_GUIDANCE,
+    T5,
+    Device,
+    Dtype,
+    Json,
+    Masks,
+    Model,
+    Offload,
+    Quiet,
+    Revision,
+    Seed,
+    bounded,
+)
 from rarecli.cli._output import Output
 from rarecli.cli._run import command, group
 from rarecli.errors import InputError
@@ -123,7 +136,7 @@ def rarebench(
     guidance: Annotated[
         float | None,
         typer.Option(
-            "--guidance", min=0.0, help="Classifier-free guidance [default: per model].", rich_help_panel=_GEN
+            "--guidance", callback=bounded(0.0, MAX_GUIDANCE), help="Classifier-free guidance [default: per model].", rich_help_panel=_GEN
         ),
     ] = None,
     llm_backend: Annotated[

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from rarecli.cli._options import (
+    MAX_GUIDANCE,
     T5,
     AttentionSlicing,
     Device,
@@ -24,6 +25,7 @@ from rarecli.cli._options import (
     Revision,
     Seed,
     Width,
+    bounded,
 )
 from rarecli.cli._output import Output
 from rarecli.cli._run import command, group
@@ -241,7 +243,7 @@ def generate(
         int | None, typer.Option("--steps", min=1, help="Sampling steps (default 50, as in the paper).")
     ] = None,
     guidance: Annotated[
-        float | None, typer.Option("--guidance", min=0.0, help="CFG scale (default: SD3 7.0, SDXL 5.0, SD 7.5).")
+        float | None, typer.Option("--guidance", callback=bounded(0.0, MAX_GUIDANCE), help="CFG scale (default: SD3 7.0, SDXL 5.0, SD 7.5).")
     ] = None,
     negative_prompt: Annotated[
         str | None, typer.Option("--negative-prompt", help="Negative prompt, the same at every step.")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from rarecli.cli._options import Device, Dtype, Json, Model, Out, Quiet, Revision
+from rarecli.cli._options import MAX_GUIDANCE, Device, Dtype, Json, Model, Out, Quiet, Revision, bounded
 from rarecli.cli._output import Output
 from rarecli.cli._run import command
 from rarecli.errors import InputError
@@ -75,7 +75,7 @@ Guidance = Annotated[
     float | None,
     typer.Option(
         "--guidance",
-        min=0.0,
+        callback=bounded(0.0, MAX_GUIDANCE),
         help="Classifier-free guidance for --render (default: the model family's, e.g. 7.5 for SD).",
         rich_help_panel=_RENDER,
     ),

@@ -42,6 +42,17 @@ def check_writable(folder: Path) -> None:
     model is loaded or any work is done. Nothing is left behind: a run refused later for bad input
     must not leave an empty --out."""
     folder = Path(folder)
+    long = [part for part in folder.parts if len(os.fsencode(part)) > 255]
+    if long:
+        raise OutputError(
+            f"cannot write to {folder}: the name {long[0][:40]}... is longer than the file system allows (255 bytes)",
+            hint="choose a shorter --out",
+        )
+    if folder.is_symlink() and not folder.exists():
+        raise OutputError(
+            f"cannot write to {folder}: it is a symbolic link to {os.readlink(folder)}, which does not exist",
+            hint="create the folder it points to, or choose another --out",
+        )
     probe_in = folder.absolute()
     while not probe_in.exists() and probe_in.parent != probe_in:
         probe_in = probe_in.parent

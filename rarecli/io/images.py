@@ -20,6 +20,7 @@ from PIL import Image, PngImagePlugin, UnidentifiedImageError
 from rarecli import __version__
 from rarecli.errors import InputError
 from rarecli.io.atomic import write_new
+from rarecli.io.inputs import require_regular_file
 from rarecli.io.naming import write_numbered
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
     rare writes its text chunks before the image data, where opening the file finds them without
     decoding the pixels (a dataset's manifest reads every image's); text after the data needs the decode."""
     text: dict[str, Any] = {}
+    require_regular_file(path, "image")  # Image.open on a FIFO waits for a writer for ever
     try:
         with Image.open(path) as image:
             text = {k: v for k, v in image.info.items() if k in ("parameters", "rare") and isinstance(v, str)}
@@ -97,8 +99,9 @@ def open_image(path: Path, max_side: int | None = None) -> Image.Image:
     (over MAX_PIXELS, found from its header before anything is decoded). With `max_side`, a JPEG larger
     than that is decoded at a reduced scale (its draft mode: 1/2, 1/4 or 1/8, never below `max_side`)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"not a file: {path}")
+    require_regular_file(path, "image")
     try:
         image = Image.open(path)
         width, height = image.size

@@ -5,6 +5,8 @@ error that names the file, never a crash or a multi-megabyte PNG chunk further o
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,9 +37,49 @@ def read_stdin(limit: int = MAX_TEXT_BYTES) -> str:
     return text.removeprefix("\ufeff")
 
 
-def read_text(path: Path, what: str = "file", limit: int = MAX_TEXT_BYTES) -> str:
-    """The text of `path`, bounded; InputError naming it for a missing, unreadable, huge or non-UTF-8 file."""
+def is_regular_file(path: Path) -> bool:
+    """A regular file (not a FIFO, socket or device, whose open() or read() can block for ever);
+    symbolic links are followed."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def require_regular_file(path: Path, what: str = "file") -> None:
+    """InputError for a path that is missing or is not a regular file, before anything opens it."""
     path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} not found: {path}")
+    if not is_regular_file(path):
+        raise InputError(f"{what} {path} is not a regular file (a FIFO, socket, device or folder)")
+
+
+def png_is_complete(path: Path) -> bool:
+    """Whether a PNG ends with its IEND chunk: a truncated file (a disk that filled up, a copy cut short)
+    does not. Reads the last 12 bytes only."""
+    try:
+        if not is_regular_file(path):
+            return False
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() < 8 + 12:
+                return False
+            fh.seek(-12, os.SEEK_END)
+            return fh.read(12) == _IEND
+    except OSError:
+        return False
+
+
+_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def read_text(path: Path, what: str = "file", limit: int = MAX_TEXT_BYTES) -> str:
+    """The text of `path`, bounded; InputError naming it for a missing, unreadable, huge or non-UTF-8 file,
+    or one that is not a regular file (reading a FIFO would wait for a writer for ever)."""
+    path = Path(path)
+    if path.exists() and not is_regular_file(path):
+        raise InputError(f"{what} {path} is not a regular file (a FIFO, socket, device or folder)")
     try:
         with open(path, "rb") as fh:
             raw = fh.read(limit + 1)

@@ -17,6 +17,7 @@ from typing import Any
 
 from rarecli.errors import InputError, RareError
 from rarecli.io.atomic import write_text_new, write_text_replace
+from rarecli.io.inputs import read_text
 from rarecli.log import warn
 
 CONFIG = "config.json"
@@ -37,9 +38,19 @@ def read_config(run_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RareError(f"cannot read {path}: {exc}", hint="fix it, or use a new --out") from exc
+        document = json.loads(read_text(path, CONFIG))
+    except (OSError, ValueError, InputError) as exc:
+        raise DamagedConfig(f"cannot read {path}: {str(exc).splitlines()[0]}", hint=DAMAGED_HINT) from None
+    if not isinstance(document, dict) or not isinstance(document.get("identity"), dict):
+        raise DamagedConfig(f"{path} is damaged: it holds no run identity", hint=DAMAGED_HINT)
+    return document
+
+
+DAMAGED_HINT = "use a new --out, or remove or fix that file (rare cannot tell it wrote it, so --force leaves it)"
+
+
+class DamagedConfig(RareError):
+    """A config.json that rare did not write as it is (edited, truncated)."""
 
 
 @dataclass(frozen=True)
@@ -53,11 +64,14 @@ class RunFolder:
     def check(self, run_dir: Path, document: dict[str, Any], force: bool, write: bool) -> None:
         """Refuse a folder made with another identity (unless `force`); with `write`, create config.json."""
 
+        # --force sets aside only what rare wrote, recognised by its config.json: a folder of other files,
+        # or one whose config.json is damaged, is never moved (it may hold the input, or anything else).
         old = read_config(run_dir)
-        if old is None and self.has_results(run_dir) and not force:
+        if old is None and self.has_results(run_dir):
             raise InputError(
-                f"{run_dir} holds {self.what} but no {CONFIG}",
-                hint="use a new --out, or --force to move the old results aside",
+                f"{run_dir} holds files but no {CONFIG} of rare's, so it is not {self.what} rare made"
+                + (": --force only sets aside what rare wrote" if force else ""),
+                hint="use a new --out (an empty or new folder)",
             )
         if old is not None:
             diffs = diff(old.get("identity"), document["identity"])

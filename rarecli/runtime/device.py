@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rarecli.errors import InputError, RareError
+from rarecli.runtime.finite import refuse_non_finite_decodes
 from rarecli.runtime.precision import apply_precision
 
 if TYPE_CHECKING:
@@ -198,7 +199,10 @@ class DeviceManager:
             pipe.to(self.device)
         if self.attention_slicing and hasattr(pipe, "enable_attention_slicing"):
             pipe.enable_attention_slicing()
-        return apply_precision(pipe, fp32_components, half=self.dtype == "fp16")
+        precision = apply_precision(pipe, fp32_components, half=self.dtype == "fp16")
+        if getattr(pipe, "vae", None) is not None:
+            refuse_non_finite_decodes(pipe.vae)
+        return precision
 
     def generator(self, seed: int) -> torch.Generator:
         import torch

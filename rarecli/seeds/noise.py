@@ -12,13 +12,16 @@ if TYPE_CHECKING:
     import torch
 
 
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a 64-bit integer
+
+
 def noise_from_seed(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
     """Standard normal noise of `shape` from an integer seed, drawn on the CPU (fp32), so that the
     same seed gives the same tensor on every device."""
     import torch
 
-    if seed < 0:
-        raise InputError(f"seed must be >= 0 (got {seed})")
+    if not 0 <= seed <= MAX_SEED:
+        raise InputError(f"seed must be from 0 to {MAX_SEED} (got {seed})")
     return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(seed)), dtype=torch.float32)
 
 
@@ -29,7 +32,9 @@ def parse_seed_arg(arg: str, shape: tuple[int, ...] | None) -> tuple[torch.Tenso
     """
 
     text = arg.strip()
-    if text.isdigit():
+    if text.isdigit():  # also true for "²" and other Unicode digits int() refuses
+        if not text.isascii() or int(text) > MAX_SEED:
+            raise InputError(f"seed {text!r} is not an integer from 0 to {MAX_SEED} (what torch seeds with)")
         if shape is None:
             raise InputError(f"seed {text}: an integer seed needs a model to take its noise shape from")
         return noise_from_seed(int(text), shape), {"seed": int(text)}

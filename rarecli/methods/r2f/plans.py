@@ -58,8 +58,8 @@ def read_plans(source: str) -> list[AnyPlan]:
     if source == "-":
         return parse_plans(read_stdin(), "stdin")
     path = Path(source).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise InputError(
             f"plan file not found: {source}", hint="pass a file written by `rare r2f plan`, or - for stdin"
         )
-    return parse_plans(read_text(path, "plan file"), str(path))
+    return parse_plans(read_text(path, "plan file"), str(path))  # refuses FIFOs and folders, bounded

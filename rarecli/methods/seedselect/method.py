@@ -165,6 +165,7 @@ class _PreparedSeedSelect:
             "peak_memory": out.peak_memory,
             "checkpointing": out.extra.get("checkpointing"),
             "stopped_early": out.stopped_early,
+            "stopped_non_finite": None if out.non_finite_at is None else f"non-finite loss at iteration {out.non_finite_at + 1}",
         }
         info(
             f"image {plan.index + 1}: loss {out.initial[j]['total']:.4f} -> {best['total']:.4f} "

@@ -31,6 +31,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rarecli.errors import RareError
 from rarecli.log import warn
 from rarecli.methods.ddim import checkpointed, decode, denoise_step, trajectory
 
@@ -116,6 +117,9 @@ class OptimResult:
     interrupted: bool = False
     stopped_early: bool = False
     iterations: int = 0
+    # The iteration (0-based) at which some image's loss was NaN or inf: the run stopped there and kept
+    # each image's best finite seed.
+    non_finite_at: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     # k -> the best seeds (B, C, h, w) a run with `iters=k` would have returned (0: the starting seeds).
     snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
@@ -176,6 +180,7 @@ def optimise(
     seconds: list[float] = []
     stale = 0
     interrupted = stopped = False
+    non_finite_at = None
     done = 0
     wanted = set(snapshot_at)
     snapshots: dict[int, torch.Tensor] = {0: best_seeds.clone()} if 0 in wanted else {}
@@ -195,6 +200,20 @@ def optimise(
             seconds.append(timing["seconds"])
             improved = False
             total, semantic, appearance = (t.detach().cpu() for t in (terms.total, terms.semantic, terms.appearance))
+            finite = torch.isfinite(total)
+            if not bool(finite.all()):
+                never = [j + 1 for j in range(b) if not finite[j] and best_total[j] == float("inf")]
+                if never:
+                    raise RareError(
+                        f"the loss of image(s) {', '.join(map(str, never))} is {float(total[never[0] - 1])} at "
+                        f"iteration {it + 1}, before any finite value: there is no seed to keep",
+                        hint="lower --guidance or --lr; under --dtype fp16 try bf16 or fp32",
+                    )
+                warn(
+                    f"the loss turned non-finite at iteration {it + 1}; stopping with each image's best finite seed"
+                )
+                non_finite_at = it
+                break
             for j in range(b):
                 row = {
                     "total": float(total[j]),
@@ -226,7 +245,7 @@ def optimise(
             warn("stopped before the first iteration finished: no seed to keep")
             raise
         interrupted = True
-    if stopped:
+    if stopped or non_finite_at is not None:
         snapshots.update({k: best_seeds.clone() for k in wanted if k > done})
     return OptimResult(
         best_seeds=best_seeds,
@@ -239,4 +258,5 @@ def optimise(
         stopped_early=stopped,
         iterations=done,
         snapshots=snapshots,
+        non_finite_at=non_finite_at,
     )
