@@ -204,9 +204,19 @@ def load_pipeline(
 
         with quiet_libraries():
             resolved = _download(ref) if ref.source == "hub" else ref
-            pipe = DiffusionPipeline.from_pretrained(
-                resolved.location, torch_dtype=manager.torch_dtype, **dict.fromkeys(drop)
-            )
+            try:
+                pipe = DiffusionPipeline.from_pretrained(
+                    resolved.location, torch_dtype=manager.torch_dtype, **dict.fromkeys(drop)
+                )
+            except Exception as exc:
+                if ref.source != "embedded":
+                    raise
+                # A copy built before completion markers existed, damaged since (truncated weights).
+                first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+                raise RareError(
+                    f"{model}: its built copy at {resolved.location} cannot be loaded ({first})",
+                    hint=f"delete {resolved.location}; rare builds it again on the next run",
+                ) from None
             pipe.set_progress_bar_config(disable=True)
             _freeze(pipe)
             # The class is known for sure only now (a folder may lack model_index.json's _class_name).

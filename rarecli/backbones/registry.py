@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rarecli.backbones import tiny, tiny_detection
+from rarecli.backbones import builds, tiny, tiny_detection
 from rarecli.backbones.tiny import RECIPE_VERSION
 from rarecli.backbones.twins import PREFIX, TWINS, TwinSpec, save_twin
 from rarecli.errors import RareError
-from rarecli.log import info
+from rarecli.log import info, warn
 from rarecli.paths import cache_dir, toy_world_dir
 from rarecli.runtime.quiet import quiet_libraries
 
@@ -64,8 +64,19 @@ class Embedded:
         return "sha256:" + hashlib.sha256(manifest.read_bytes()).hexdigest()[:12]
 
     @property
+    def required_file(self) -> str:
+        return "model_index.json" if self.kind == "pipeline" else "config.json"
+
+    @property
+    def problem(self) -> str | None:
+        """What is wrong with the built copy (None: built and complete); see `builds`."""
+        if self.packaged is not None:
+            return None if (self.folder / self.required_file).is_file() else "its packaged weights are missing"
+        return builds.problem(self.folder, self.required_file)
+
+    @property
     def built(self) -> bool:
-        return (self.folder / ("model_index.json" if self.kind == "pipeline" else "config.json")).is_file()
+        return self.problem is None
 
 
 # Bump when the twin builder changes what it saves (the configs themselves are the copied models').
@@ -160,45 +171,81 @@ EMBEDDED.update(
 
 
 def ensure_built(entry: Embedded) -> Path:
-    """Build the backbone into its cache folder if it is not there yet; return the folder.
+    """Build the backbone into its cache folder if it is not there, or is damaged; return the folder.
 
-    Built in a temporary sibling folder and renamed into place, so a crash or a second process
-    building at the same time never leaves a half-written model behind.
+    Built in a temporary sibling folder named after this process, given a completion marker that lists
+    every file and its size, and renamed into place: a crash, a full disk or a second process building
+    at the same time never leaves a half-written model under the final name, and a copy damaged later
+    is found (and built again) at the next use. Temporary folders of builds whose process died are removed.
     """
     folder = entry.folder
-    if entry.built or (entry.build is None and entry.twin is None):
+    if entry.packaged is not None or (entry.build is None and entry.twin is None):
         return folder
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    damaged = entry.problem
+    if damaged is None:
+        return folder
+    parent = folder.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        removed = builds.clean_stale_temps(parent)
+    except OSError as exc:
+        raise RareError(
+            f"the rare cache folder {parent} cannot be used: {exc.strerror or exc}",
+            hint="point RARE_CACHE_DIR at a writable folder",
+        ) from None
+    for path in removed:
+        info(f"removed {path.name}, the temporary folder of a build whose process is gone")
+    if folder.exists():
+        warn(f"{folder} is damaged ({damaged}); building {entry.name} again")
+        builds.discard(folder)
     if entry.twin is not None:
-        _check_disk(entry.twin, folder.parent)
+        _check_disk(entry.twin.disk_bytes, entry.name, parent)
         info(
             f"Building {entry.name} (random weights, {entry.twin.parameters / 1e9:.2f} B parameters, "
             f"{entry.twin.disk_bytes / 1e9:.1f} GB on disk) into {folder} (once)"
         )
     else:
+        _check_disk(TINY_BUILD_BYTES, entry.name, parent)
         info(f"Building embedded backbone {entry.name} into {folder} (once)")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name.replace(':', '-')}-", dir=folder.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=builds.temp_prefix(entry.name), dir=parent))
+    except OSError as exc:
+        raise RareError(
+            f"the rare cache folder {parent} cannot be written: {exc.strerror or exc}",
+            hint="point RARE_CACHE_DIR at a writable folder",
+        ) from None
     try:
         with quiet_libraries():
             if entry.twin is not None:
                 save_twin(entry.twin, tmp, progress=lambda line: info(f"  {entry.name} {line}"))
             else:
                 entry.build().save_pretrained(tmp)
+        builds.write_marker(tmp, {"backbone": entry.name, "revision": entry.revision})
         try:
             os.rename(tmp, folder)
         except OSError:
             if not entry.built:  # not a lost race with another process: a real failure
                 raise
+    except Exception as exc:
+        if builds.no_space(exc):
+            raise RareError(
+                f"the disk filled up while building {entry.name} into {parent}; nothing was kept",
+                hint="free some space, or point RARE_CACHE_DIR at a larger disk",
+            ) from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
-def _check_disk(twin: TwinSpec, parent: Path) -> None:
+# A tiny backbone's build takes a few tens of MB; ask for this much free before starting.
+TINY_BUILD_BYTES = 200 * 2**20
+
+
+def _check_disk(needed: int, name: str, parent: Path) -> None:
     free = shutil.disk_usage(parent).free
-    if twin.disk_bytes * 1.05 > free:
+    if needed * 1.05 > free:
         raise RareError(
-            f"{PREFIX}{twin.name} takes {twin.disk_bytes / 1e9:.1f} GB on disk; {parent} has {free / 1e9:.1f} GB free",
+            f"{name} takes {needed / 1e9:.1f} GB on disk; {parent} has {free / 1e9:.1f} GB free",
             hint="free some space, or point RARE_CACHE_DIR at a larger disk",
         )

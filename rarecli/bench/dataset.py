@@ -21,7 +21,7 @@ from typing import Any
 
 from rarecli.bench.definition import Category, Definition, PinnedFile, PlanSource
 from rarecli.errors import InputError, RareError
-from rarecli.io.atomic import write_replace, write_text_replace
+from rarecli.io.atomic import cache_write, write_replace, write_text_replace
 from rarecli.io.inputs import read_text
 from rarecli.llm.plus_schema import PlusPlan
 from rarecli.llm.schema import Plan
@@ -128,7 +128,7 @@ def fetch_pinned(definition: Definition, pinned: PinnedFile, what: str, source: 
             f"checksum mismatch for {pinned.file} from {url}: expected {pinned.sha256}, got {got}; nothing was cached",
             hint="the file changed upstream or the download was corrupted; check the pinned commit or the mirror",
         )
-    write_replace(path, lambda fh: fh.write(data))
+    cache_write("downloaded RareBench file", lambda: write_replace(path, lambda fh: fh.write(data)))
     return data
 
 
@@ -169,7 +169,7 @@ def fetch(definition: Definition, category: Category) -> PromptFile:
         )
     # Another process of the same run may write the same verified file at the same time: replace is
     # atomic, and both write identical bytes.
-    write_text_replace(path, text)
+    cache_write("downloaded RareBench file", lambda: write_text_replace(path, text))
     return _prompt_file(category, text, True, path)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from rarecli.bench.definition import JudgeSpec, image_score
 from rarecli.bench.verdict import JudgeFailed, Verdict
 from rarecli.errors import RareError
-from rarecli.io.atomic import write_text_replace
+from rarecli.io.atomic import cache_write, write_text_replace
 from rarecli.llm.openai_client import MalformedAnswer, OpenAIConnection, RequestDeadline, retry_delay
 from rarecli.paths import cache_dir
 
@@ -189,6 +189,7 @@ class GPTJudge:
                 last = self._redact(f"malformed judge answer: {(content or '')[:200]!r}")
                 continue
             answer["response_model"] = response.model
-            write_text_replace(cache_path, json.dumps(answer, ensure_ascii=False, sort_keys=True))
+            text = json.dumps(answer, ensure_ascii=False, sort_keys=True)
+            cache_write("judge answer", lambda text=text: write_text_replace(cache_path, text))
             return Verdict(protocol.score(answer["score"]), answer, attempts=attempt + 1)
         raise JudgeFailed(f"judge gave up after {attempts} attempts: {last}")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from rarecli.errors import OutputError
+from rarecli.log import warn
 
 _HINTS = {
     errno.ENOSPC: "the disk is full: free some space, or choose another --out",
@@ -131,3 +132,21 @@ def write_text_new(path: Path, text: str) -> Path:
 
 def write_text_replace(path: Path, text: str) -> Path:
     return write_replace(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+_CACHE_WARNED: set[str] = set()
+
+
+def cache_write(what: str, write: Callable[[], object]) -> bool:
+    """Run `write` (storing something in a cache); a cache is an optimisation, so a failure is a warning,
+    said once per kind of cache and process, and the result still goes where it was asked to. Returns
+    whether it was stored."""
+    try:
+        write()
+    except (OSError, OutputError) as exc:
+        reason = exc.message if isinstance(exc, OutputError) else f"{exc.strerror or type(exc).__name__}"
+        if what not in _CACHE_WARNED:
+            _CACHE_WARNED.add(what)
+            warn(f"cannot store the {what} in the rare cache ({reason}); going on without it (RARE_CACHE_DIR)")
+        return False
+    return True

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rarecli.io.atomic import write_replace
+from rarecli.io.atomic import cache_write, write_replace
 from rarecli.paths import cache_dir
 
 
@@ -43,7 +43,7 @@ class ResponseCache:
             return None
         return record if isinstance(record, dict) and isinstance(record.get("raw"), str) else None
 
-    def put(self, key: str, record: dict[str, Any]) -> Path:
-
+    def put(self, key: str, record: dict[str, Any]) -> bool:
+        """Store an answer; a cache that cannot be written is warned about (the plan still goes out)."""
         data = json.dumps({**record, "stored": time.time()}, ensure_ascii=False, indent=1).encode("utf-8")
-        return write_replace(self.path(key), lambda fh: fh.write(data))
+        return cache_write("LLM answer", lambda: write_replace(self.path(key), lambda fh: fh.write(data)))

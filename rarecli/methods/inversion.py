@@ -16,14 +16,15 @@ folder (the authors cache there, and never invalidate).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rarecli.log import info
+from rarecli.errors import InputError
+from rarecli.io.atomic import cache_write
+from rarecli.log import info, warn
 from rarecli.methods.ddim import DdimSchedule, autocast_for, ddim_update, encode_images, encode_text, predict
 from rarecli.methods.seedselect.references import fit
 from rarecli.paths import cache_dir
@@ -99,6 +100,43 @@ def cache_folder() -> Path:
     return cache_dir() / "inversion"
 
 
+# An inverted seed is Gaussian-like noise: its values are within a few standard deviations; a cache entry
+# far outside that was not written by this inversion.
+MAX_ABS_INVERTED = 50.0
+
+
+def _cached(path: Path, shape: tuple[int, ...], data: dict[str, Any]) -> Any:
+    """A cached inverted seed, or None (and the entry removed) when it is not what this key stores: not a
+    seed file, another shape, non-finite or implausible values, or metadata of another key."""
+    try:
+        loaded = load_seed(path)
+    except InputError:
+        loaded = None
+    reason = None
+    if loaded is None:
+        reason = "not a readable seed file"
+    elif tuple(loaded.tensor.shape) != tuple(shape):
+        reason = f"shape {tuple(loaded.tensor.shape)}, expected {tuple(shape)}"
+    elif float(loaded.tensor.abs().max()) > MAX_ABS_INVERTED:
+        reason = "values far outside an inverted seed's range"
+    elif any(loaded.metadata.get(k) != v and str(loaded.metadata.get(k)) != str(v) for k, v in data.items()):
+        reason = "written for another image, prompt, model or settings"
+    if reason is None:
+        return loaded.tensor
+    warn(f"inversion cache entry {path.name} is unusable ({reason}); inverting again")
+    path.unlink(missing_ok=True)
+    return None
+
+
+def _store(folder: Path, key: str, z: Any, data: dict[str, Any]) -> None:
+    path = folder / f"{key}.safetensors"
+    try:
+        save_seed(path, z, {"kind": "ddim-inversion", **data})
+    except FileExistsError:
+        if not path.is_file():  # not another process's entry for the same image: a file where the folder goes
+            raise
+
+
 def invert_references(
     loaded: LoadedPipeline,
     refs: list[Reference],
@@ -114,13 +152,11 @@ def invert_references(
     keys = [cache_key(loaded, r.sha256, prompt, latent_hw, settings) for r in refs]
     seeds: list[torch.Tensor | None] = [None] * len(refs)
     if use_cache:
-        for i, (key, _) in enumerate(keys):
+        channels = loaded.pipe.unet.config.in_channels
+        for i, (key, data) in enumerate(keys):
             path = folder / f"{key}.safetensors"
             if path.is_file():
-                try:
-                    seeds[i] = load_seed(path).tensor
-                except Exception:  # a damaged cache entry is recomputed (and replaced below)
-                    path.unlink(missing_ok=True)
+                seeds[i] = _cached(path, (channels, *latent_hw), data)
     todo = [i for i, s in enumerate(seeds) if s is None]
     if todo:
         info(f"Inverting {len(todo)} reference image(s) ({settings.steps} DDIM steps, guidance {settings.guidance:g})")
@@ -133,7 +169,5 @@ def invert_references(
             seeds[i] = z
             if use_cache:
                 key, data = keys[i]
-                # FileExistsError: another process cached the same image meanwhile.
-                with contextlib.suppress(FileExistsError):
-                    save_seed(folder / f"{key}.safetensors", z, {"kind": "ddim-inversion", **data})
+                cache_write("inverted seeds", lambda key=key, z=z, data=data: _store(folder, key, z, data))
     return torch.stack([s.to(torch.float32) for s in seeds])

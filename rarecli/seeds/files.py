@@ -87,6 +87,8 @@ def load_seed(path: Path) -> SeedFile:
         raise InputError(f"not a seed file: {path} ({exc})") from exc
     if meta.get("format") not in (None, FORMAT):
         raise InputError(f"{path}: unknown seed format {meta.get('format')!r}")
+    if not tensor.is_floating_point():  # int, bool and complex tensors are not Gaussian noise
+        raise InputError(f"{path}: the seed is a {str(tensor.dtype).removeprefix('torch.')} tensor, not floating-point noise")
     tensor = tensor.to(torch.float32)
     if not torch.isfinite(tensor).all():
         raise InputError(f"{path}: the seed holds NaN or Inf values")
