@@ -81,9 +81,11 @@ class OpenAIConnection:
         return cls(base_url, key)
 
     def client(self, timeout: float) -> Any:
+        """The OpenAI client; its own (per-read) timeouts fire a little before `chat`'s deadline, so a
+        server that sends nothing is told apart from one that drips."""
         import openai
 
-        return openai.OpenAI(api_key=self.api_key, base_url=self.base_url, timeout=timeout, max_retries=0)
+        return openai.OpenAI(api_key=self.api_key, base_url=self.base_url, timeout=0.9 * timeout, max_retries=0)
 
     def chat(self, client: Any, timeout: float, **request: Any) -> ChatAnswer:
         """One chat completion, bounded as a whole by `timeout` seconds, its answer checked.
