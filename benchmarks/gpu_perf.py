@@ -114,8 +114,13 @@ def experiment(session: Any, toggles: dict) -> Any:
             clip.model.to(dtype=getattr(torch, toggles["clip_dtype"]))
         if toggles.get("tf32"):
             torch.backends.cuda.matmul.allow_tf32 = True
+        if toggles.get("compile"):  # the first iteration pays the compilation: read it off iteration_seconds[0]
+            saved_forward = pipe.unet.forward
+            pipe.unet.forward = torch.compile(pipe.unet.forward, dynamic=False)
         yield
     finally:
+        if toggles.get("compile"):
+            pipe.unet.forward = saved_forward
         torch.backends.cuda.matmul.allow_tf32 = saved_tf32
         if toggles.get("clip_dtype"):
             clip.model.to(dtype=torch.float32)
@@ -334,9 +339,12 @@ def main(argv: list[str] | None = None) -> int:
                 ("authors_style", "fp32", 1, "authors", {}),
                 ("rare_fp32_on", "fp32", 1, "on", {}),
                 ("exp_fp32_on_tf32", "fp32", 1, "on", {"tf32": True}),
+                # Last: compiling the UNet's forward and backward takes minutes; worth it only if it pays
+                # within a 30-iteration run (the first iteration holds the compilation).
+                ("exp_bf16_on_compile", "bf16", 1, "on", {"compile": True}),
             ]
             for name, dtype, batch, mode, toggles in variants:
-                if left() < 30:
+                if left() < (150 if toggles.get("compile") else 30):
                     rows.append({"variant": name, "skipped": "time budget"})
                     continue
                 session = session_for(models, dtype, device, three, args.steps, size, n=batch)
