@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from rarecli.backbones.loading import LoadedPipeline
 
-CLIP_TOKENS = 77  # SD3's joint text sequence: 77 CLIP positions, then T5's
+CLIP_TOKENS = 77  # SD3's joint text sequence: its CLIP tokenizer's length (77 for SD3), then T5's
 
 
 def image_to_text(attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
@@ -101,7 +101,8 @@ def slot_tokens(
     loaded: LoadedPipeline, template: str, received: Mapping[str, str], max_sequence_length: int
 ) -> dict[str, list[int]]:
     """Where each slot's phrase sits in SD3's joint text sequence (CLIP positions, then T5's after the
-    77 CLIP ones): slots are filled left to right and each phrase's tokens are what filling it changed."""
+    CLIP ones, as many as the CLIP tokenizer's length: 77 for SD3): slots are filled left to right and each
+    phrase's tokens are what filling it changed."""
     pipe = loaded.pipe
     t5 = getattr(pipe, "tokenizer_3", None) if getattr(pipe, "text_encoder_3", None) is not None else None
     out: dict[str, list[int]] = {}
@@ -110,11 +111,12 @@ def slot_tokens(
         key = match.group(0)
         phrase = received[key]
         filled = re.sub(re.escape(key) + r"(?!\d)", lambda _, p=phrase: p, text, count=1)
-        clip = _changed(_ids(pipe.tokenizer, text, CLIP_TOKENS), _ids(pipe.tokenizer, filled, CLIP_TOKENS))
+        n_clip = int(getattr(pipe.tokenizer, "model_max_length", CLIP_TOKENS) or CLIP_TOKENS)
+        clip = _changed(_ids(pipe.tokenizer, text, n_clip), _ids(pipe.tokenizer, filled, n_clip))
         indices = list(clip)
         if t5 is not None:
             t5_span = _changed(_ids(t5, text, max_sequence_length), _ids(t5, filled, max_sequence_length))
-            indices += [CLIP_TOKENS + j for j in t5_span]
+            indices += [n_clip + j for j in t5_span]
         out[key] = indices
         text = filled
     return out

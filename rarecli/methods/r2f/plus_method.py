@@ -109,7 +109,10 @@ class _PreparedPlus:
         steps = context.steps or DEFAULT_STEPS
         guidance = family.guidance if context.guidance is None else context.guidance
         negative = context.options.get("negative_prompt")
-        settings = PlusSettings.for_steps(steps, guidance, negative)
+        # Without a T5 encoder its 256 positions would be zeros: carry no text, only dilute attention. There
+        # R2F+ feeds the family's length (77), as R2F and AAPB do, so every method sees one conditioning shape.
+        t5_length = {} if loaded.has_t5 is not False else {"max_sequence_length": family.max_sequence_length or 77}
+        settings = PlusSettings.for_steps(steps, guidance, negative, **t5_length)
         plan = self.plan(request)
         shape = latent_shape(loaded.ref, context.height, context.width)
         sampler = sampler_name(loaded)
