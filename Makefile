@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 DEMO   ?= out/demo
 TOY_REFS := rarecli/toyworld/weights/refs
 
-.PHONY: install demo test test-realsize test-all lint bench-perf bench-realsize bench-gpu check-gpu wheelhouse toy-world eval-toy eval-toy-augment clean
+.PHONY: install demo test test-realsize test-all lint bench-perf bench-realsize bench-gpu check-gpu wheelhouse toy-world eval-toy eval-toy-augment toy-shapes eval-toy-shapes clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -106,6 +106,17 @@ eval-toy:
 TOY_AUGMENT ?= out/toy-augment
 eval-toy-augment:
 	OMP_NUM_THREADS=1 $(BIN)/python -m rarecli.toyworld augment-eval --out $(TOY_AUGMENT)
+
+# The shapes world (rarecli/toyworld/shapes): coloured shapes with rare colour-shape pairs, an SD3-shaped
+# pipeline trained on the CPU (about 15 minutes on 2 cores); committed under rarecli/toyworld/shapes-weights.
+toy-shapes:
+	OMP_NUM_THREADS=2 $(BIN)/python -m rarecli.toyworld shapes-build
+
+# R2F (each level), AAPB (adaptive and fixed gamma) and R2F+ against plain sampling in the shapes world, 20
+# seeds per prompt; results in docs/toy-shapes/.
+TOY_SHAPES_EVAL ?= out/toy-shapes-eval
+eval-toy-shapes:
+	OMP_NUM_THREADS=1 $(BIN)/python -m rarecli.toyworld shapes-eval --out $(TOY_SHAPES_EVAL) --seeds $(TOY_SEEDS)
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache

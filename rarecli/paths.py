@@ -43,6 +43,12 @@ def toy_world_dir() -> Path:
     return Path(__file__).resolve().parent / "toyworld" / "weights"
 
 
+def toy_shapes_dir() -> Path:
+    """The trained shapes world shipped in the package (rarecli/toyworld/shapes-weights): toy-shapes,
+    toy-shapes-clip and its judge (`make toy-shapes`)."""
+    return Path(__file__).resolve().parent / "toyworld" / "shapes-weights"
+
+
 def project_root() -> Path:
     """The source checkout (prompts/, rarebench/ live beside the package)."""
     return Path(__file__).resolve().parent.parent

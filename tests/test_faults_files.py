@@ -73,7 +73,8 @@ def test_a_loss_that_turns_non_finite_stops_and_keeps_the_best_finite_seed(tmp_p
 def test_an_image_that_decodes_to_nan_is_an_error_not_a_black_png(tmp_path):
     from rarecli.errors import RareError
     from rarecli.llm.schema import Plan
-    from rarecli.methods.r2f.generate import R2FConfig, run as run_r2f
+    from rarecli.methods.r2f.generate import R2FConfig
+    from rarecli.methods.r2f.generate import run as run_r2f
     from rarecli.runtime.device import DeviceManager
 
     config = R2FConfig(plans=[Plan("a frog")], model="tiny-sd3", steps=2, guidance=1e300, out=tmp_path / "out")

@@ -58,7 +58,7 @@ def resolve(model: str, revision: str | None = None, kind: str = "pipeline") -> 
         if not entry.built:
             raise RareError(
                 f"{model}: its packaged weights are missing from {folder}",
-                hint="rebuild them with `make toy-world`, or reinstall rare",
+                hint="rebuild them with `make toy-world` (toy-digits) or `make toy-shapes`, or reinstall rare",
             )
         return ModelRef(
             model, "embedded", str(folder), revision=entry.revision, twin_of=entry.twin.copies if entry.twin else None

@@ -20,7 +20,7 @@ from rarecli.backbones.tiny import RECIPE_VERSION
 from rarecli.backbones.twins import PREFIX, TWINS, TwinSpec, save_twin
 from rarecli.errors import RareError
 from rarecli.log import info, warn
-from rarecli.paths import cache_dir, toy_world_dir
+from rarecli.paths import cache_dir, toy_shapes_dir, toy_world_dir
 from rarecli.runtime.quiet import quiet_libraries
 
 
@@ -159,6 +159,21 @@ EMBEDDED: dict[str, Embedded] = {
             "CLIPModel",
             "trained toy CLIP for toy-digits, balanced digits; preprocessing in rare_clip.json",
             packaged=toy_world_dir() / "toy-clip",
+        ),
+        Embedded(
+            "toy-shapes",
+            "pipeline",
+            "StableDiffusion3Pipeline",
+            "trained toy world: 32x32 coloured shapes, rare colour-shape pairs, SD3-shaped (make toy-shapes)",
+            packaged=toy_shapes_dir() / "toy-shapes",
+            clip="toy-shapes-clip",
+        ),
+        Embedded(
+            "toy-shapes-clip",
+            "clip",
+            "CLIPModel",
+            "trained toy CLIP for toy-shapes, balanced colours and shapes; preprocessing in rare_clip.json",
+            packaged=toy_shapes_dir() / "toy-shapes-clip",
         ),
     )
 }

@@ -15,12 +15,16 @@ import sys
 from pathlib import Path
 
 from rarecli.errors import InputError
+from rarecli.paths import toy_shapes_dir
 from rarecli.toyworld import WEIGHTS_DIR
 from rarecli.toyworld.augment_eval import GENERATED, AugmentEval, run_augment_eval
 from rarecli.toyworld.build import build
 from rarecli.toyworld.evaluate import OPTIMISERS, EvalRun, run_evaluation
 from rarecli.toyworld.hyper import ToyHyper
 from rarecli.toyworld.judge import digit_caption
+from rarecli.toyworld.shapes.build import build as build_shapes
+from rarecli.toyworld.shapes.evaluate import evaluate as evaluate_shapes
+from rarecli.toyworld.shapes.train import ShapesHyper
 from rarecli.toyworld.side_by_side import compare
 from rarecli.toyworld.train import say
 
@@ -71,6 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--rows", default=",".join(GENERATED), help="comma-separated generated rows to run")
     a.add_argument("--threads", type=int, default=1)
 
+    sb = tools.add_parser("shapes-build", help="train the shapes world (make toy-shapes)")
+    sb.add_argument("--out", type=Path, default=None, help="default: rarecli/toyworld/shapes-weights")
+    sb.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (a quick look: 0.1)")
+    sb.add_argument("--threads", type=int, default=2)
+    se = tools.add_parser("shapes-eval", help="measure R2F, AAPB and R2F+ in the shapes world (make eval-toy-shapes)")
+    se.add_argument("--out", type=Path, default=Path("out/toy-shapes-eval"))
+    se.add_argument("--seeds", type=int, default=20)
+    se.add_argument("--steps", type=int, default=28)
+    se.add_argument("--no-two-object", action="store_true", help="leave out R2F+ on two-object prompts")
+
     s = tools.add_parser("side-by-side", help="compare output folders in one picture, a row each")
     s.add_argument("out", type=Path, help="the PNG to write (never overwritten)")
     s.add_argument("folders", type=Path, nargs="+", help="folders of PNGs, one row each, in this order")
@@ -93,6 +107,19 @@ def main(argv: list[str] | None = None) -> int:
         manifest = build(args.out, hp)
         say(f"built in {manifest['seconds']['total']} s")
         print(args.out)
+        return 0
+    if args.tool == "shapes-build":
+        shp = ShapesHyper(threads=args.threads)
+        for part in (shp.judge, shp.clip, shp.vae, shp.transformer):
+            part.steps = max(10, int(part.steps * args.scale))
+        out = args.out or toy_shapes_dir()
+        manifest = build_shapes(out, shp)
+        say(f"built in {manifest['seconds']['total']} s")
+        print(out)
+        return 0
+    if args.tool == "shapes-eval":
+        evaluate_shapes(args.out, seeds=args.seeds, steps=args.steps, two_object=not args.no_two_object)
+        print(args.out / "toy-shapes-eval.json")
         return 0
     if args.tool == "evaluate":
         run = EvalRun(

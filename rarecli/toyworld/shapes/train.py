@@ -1,0 +1,432 @@
+"""Training the shapes world: the judge, its CLIP, the VAE and an SD3-shaped transformer.
+
+Why SD3-shaped (a `StableDiffusion3Pipeline`, MMDiT transformer, flow matching) rather than SD's UNet:
+R2F+ is implemented on SD3's joint attention, and R2F and AAPB run on SD3 too, so one model serves every
+method, as SD3 does in the R2F and AAPB papers. The two CLIP text encoders are the same trained toy text
+tower (SD3 concatenates its two CLIPs' states); there is no T5 (SD3 runs without it, feeding zeros, and
+the transformer is trained with the 77 zeros that R2F, AAPB and R2F+ feed in T5's place when a pipeline has
+no T5; plain sampling through the pipeline's own call would feed 256, so the evaluation draws plain
+samples with R2F's sampler and an empty plan).
+
+Each stage is seeded; `build` runs them in order.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rarecli.backbones.tokenizers import CLIP_VOCAB_SIZE
+from rarecli.toyworld.shapes import data
+
+
+def say(message: str) -> None:
+    print(f"[toy-shapes {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class JudgeHyper:
+    seed: int = 11
+    steps: int = 700
+    batch: int = 64
+    lr: float = 2e-3
+
+
+@dataclass
+class ClipHyper:
+    seed: int = 12
+    steps: int = 900
+    batch: int = 96
+    lr: float = 2e-3
+    text_hidden: int = 32
+    vision_hidden: int = 64
+    layers: int = 2
+    heads: int = 4
+    patch: int = 4
+    projection: int = 32
+
+
+@dataclass
+class VaeHyper:
+    seed: int = 13
+    steps: int = 900
+    batch: int = 32
+    lr: float = 2e-3
+    kl_weight: float = 1e-5
+    channels: tuple[int, int, int] = (16, 32, 32)
+    latent_channels: int = 4
+
+
+@dataclass
+class TransformerHyper:
+    seed: int = 14
+    steps: int = 5000
+    batch: int = 64
+    lr: float = 1e-3
+    warmup: int = 200
+    layers: int = 4
+    heads: int = 3
+    head_dim: int = 16
+    patch: int = 2
+    uncond_prob: float = 0.1
+    ema_decay: float = 0.998
+    two_object_share: float = 0.25  # of each batch: images with an object in each half
+    renders: int = 2  # renders of each training item (position, size, tint): the data is these, fixed
+
+
+@dataclass
+class ShapesHyper:
+    judge: JudgeHyper = field(default_factory=JudgeHyper)
+    clip: ClipHyper = field(default_factory=ClipHyper)
+    vae: VaeHyper = field(default_factory=VaeHyper)
+    transformer: TransformerHyper = field(default_factory=TransformerHyper)
+    threads: int = 2
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _gen(seed: int):
+    import torch
+
+    return torch.Generator("cpu").manual_seed(seed)
+
+
+def cosine_lr(step: int, total: int, base: float, warmup: int = 100) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def _set_lr(opt: Any, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+def _tensor(images: list[np.ndarray]):
+    import torch
+
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+
+
+# -- judge -----------------------------------------------------------------------------------------
+
+
+def judge_module(channels: tuple[int, int, int] = (24, 48, 64)):
+    """A CNN with two heads, colour and shape (8 logits: 4 + 4)."""
+    from torch import nn
+
+    c1, c2, c3 = channels
+    return nn.Sequential(
+        nn.Conv2d(3, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+        nn.Dropout(0.2), nn.Linear(c3 * 4, 64), nn.ReLU(), nn.Linear(64, len(data.COLOURS) + len(data.SHAPES)),
+    )  # fmt: skip
+
+
+def judge_batch(rng: np.random.Generator, n: int) -> tuple[list[np.ndarray], list[int], list[int]]:
+    """Balanced single objects of every size the judge will meet (crops of two-object images included),
+    softened now and then like a generated image."""
+    images, colours, shapes = [], [], []
+    for _ in range(n):
+        colour, shape = data.balanced_pair(rng)
+        side = rng.uniform(12, 28)
+        c = data.SIZE / 2
+        image = data.draw([data.Item(colour, shape, c + rng.uniform(-4, 4), c + rng.uniform(-4, 4), side)], rng)
+        if rng.random() < 0.5:
+            k = np.ones((3, 3), dtype=np.float32) / 9
+            pad = np.pad(image, ((1, 1), (1, 1), (0, 0)), mode="edge")
+            blurred = sum(pad[i : i + data.SIZE, j : j + data.SIZE] * k[i, j] for i in range(3) for j in range(3))
+            image = image + rng.uniform(0, 0.8) * (blurred - image)
+        images.append(image.astype(np.float32))
+        colours.append(data.COLOURS.index(colour))
+        shapes.append(data.SHAPES.index(shape))
+    return images, colours, shapes
+
+
+def train_judge(hp: JudgeHyper) -> tuple[Any, dict[str, Any]]:
+    import torch
+
+    torch.manual_seed(hp.seed)
+    rng = np.random.default_rng(hp.seed)
+    model = judge_module()
+    opt = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=1e-4)
+    model.train()
+    nc = len(data.COLOURS)
+    for step in range(hp.steps):
+        _set_lr(opt, cosine_lr(step, hp.steps, hp.lr))
+        images, colours, shapes = judge_batch(rng, hp.batch)
+        logits = model(_tensor(images))
+        loss = torch.nn.functional.cross_entropy(logits[:, :nc], torch.tensor(colours)) + torch.nn.functional.cross_entropy(
+            logits[:, nc:], torch.tensor(shapes)
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
+    test_rng = np.random.default_rng(hp.seed + 1000)  # held out: never drawn in training
+    images, colours, shapes = judge_batch(test_rng, 800)
+    with torch.inference_mode():
+        logits = model(_tensor(images))
+    colour_acc = float((logits[:, :nc].argmax(-1).numpy() == np.array(colours)).mean())
+    shape_acc = float((logits[:, nc:].argmax(-1).numpy() == np.array(shapes)).mean())
+    return model, {"held_out_colour_accuracy": colour_acc, "held_out_shape_accuracy": shape_acc, "test_size": 800}
+
+
+# -- CLIP ------------------------------------------------------------------------------------------
+
+
+def clip_config(hp: ClipHyper):
+    from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
+
+    text = CLIPTextConfig(
+        vocab_size=CLIP_VOCAB_SIZE, hidden_size=hp.text_hidden, intermediate_size=2 * hp.text_hidden,
+        num_hidden_layers=hp.layers, num_attention_heads=hp.heads, max_position_embeddings=77, bos_token_id=49406,
+        eos_token_id=49407, pad_token_id=49407, projection_dim=hp.projection, hidden_act="quick_gelu",
+    )  # fmt: skip
+    vision = CLIPVisionConfig(
+        hidden_size=hp.vision_hidden, intermediate_size=2 * hp.vision_hidden, num_hidden_layers=hp.layers,
+        num_attention_heads=hp.heads, image_size=data.SIZE, patch_size=hp.patch, projection_dim=hp.projection,
+        hidden_act="quick_gelu",
+    )  # fmt: skip
+    return CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=hp.projection)
+
+
+def tokenize(tokenizer: Any, prompts: list[str]):
+    return tokenizer(
+        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+
+
+def satisfies(caption: str, colour: str, shape: str) -> bool:
+    """Whether a single-object caption describes an image of `colour` and `shape`."""
+    words = caption.split()
+    colours = [w for w in words if w in data.COLOURS]
+    nouns = [w for w in words if w in (*data.SHAPES, "polygon", "shape")]
+    if colours and colours[0] != colour:
+        return False
+    noun = nouns[-1] if nouns else "shape"
+    return noun == shape or noun in data.umbrella(shape)
+
+
+def train_clip(hp: ClipHyper, tokenizer: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Contrastive training on balanced single objects, each with one of its hierarchical captions; a
+    caption's positives are every image of the batch it describes ('a red shape': all red ones)."""
+    import torch
+    from transformers import CLIPModel
+
+    torch.manual_seed(hp.seed)
+    rng = np.random.default_rng(hp.seed)
+    model = CLIPModel(clip_config(hp))
+    mean, std = 0.2, 0.3
+    preprocess = {"image_size": data.SIZE, "image_mean": [mean] * 3, "image_std": [std] * 3}
+    opt = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=0.01)
+    model.train()
+    for step in range(hp.steps):
+        _set_lr(opt, cosine_lr(step, hp.steps, hp.lr))
+        pairs = [data.balanced_pair(rng) for _ in range(hp.batch)]
+        images = [data.single(c, s, rng) for c, s in pairs]
+        captions = [data.caption(c, s, rng) for c, s in pairs]
+        out = model(input_ids=tokenize(tokenizer, captions), pixel_values=(_tensor(images) - mean) / std)
+        logits = out.logits_per_image  # [images, captions]
+        match = torch.tensor([[satisfies(t, c, s) for t in captions] for c, s in pairs], dtype=torch.float32)
+        image_targets = match / match.sum(1, keepdim=True)
+        text_targets = (match / match.sum(0, keepdim=True)).T
+        loss = 0.5 * torch.nn.functional.cross_entropy(logits, image_targets) + 0.5 * torch.nn.functional.cross_entropy(
+            logits.T, text_targets
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
+    test_rng = np.random.default_rng(hp.seed + 1000)
+    pairs = [data.balanced_pair(test_rng) for _ in range(400)]
+    names = [data.specific(c, s) for s in data.SHAPES for c in data.COLOURS]
+    with torch.inference_mode():
+        pixels = (_tensor([data.single(c, s, test_rng) for c, s in pairs]) - mean) / std
+        logits = model(input_ids=tokenize(tokenizer, names), pixel_values=pixels).logits_per_image
+    truth = np.array([names.index(data.specific(c, s)) for c, s in pairs])
+    acc = float((logits.argmax(-1).numpy() == truth).mean())
+    return model, preprocess, {"zero_shot_pair_accuracy": acc, "final_loss": loss.item()}
+
+
+def text_encoder_from_clip(clip: Any):
+    """The toy text tower with its projection, as SD3's CLIPTextModelWithProjection."""
+    from transformers import CLIPTextModelWithProjection
+
+    text = CLIPTextModelWithProjection(clip.config.text_config)
+    text.text_model.load_state_dict(clip.text_model.state_dict())
+    text.text_projection.load_state_dict(clip.text_projection.state_dict())
+    return text.eval().requires_grad_(False)
+
+
+# -- VAE -------------------------------------------------------------------------------------------
+
+
+def _balanced_image(rng: np.random.Generator) -> np.ndarray:
+    if rng.random() < 0.25:
+        return data.double(data.balanced_pair(rng), data.balanced_pair(rng), rng)
+    return data.single(*data.balanced_pair(rng), rng)
+
+
+def train_vae(hp: VaeHyper) -> tuple[Any, dict[str, Any]]:
+    import torch
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(hp.seed)
+    rng = np.random.default_rng(hp.seed)
+    g = _gen(hp.seed)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * len(hp.channels),
+        up_block_types=("UpDecoderBlock2D",) * len(hp.channels), block_out_channels=hp.channels, layers_per_block=1,
+        latent_channels=hp.latent_channels, norm_num_groups=8, sample_size=data.SIZE, use_quant_conv=False,
+        use_post_quant_conv=False,
+    )  # fmt: skip
+    opt = torch.optim.AdamW(vae.parameters(), lr=hp.lr, weight_decay=0.0)
+    vae.train()
+    for step in range(hp.steps):
+        _set_lr(opt, cosine_lr(step, hp.steps, hp.lr))
+        xb = _tensor([_balanced_image(rng) for _ in range(hp.batch)]) * 2 - 1
+        posterior = vae.encode(xb).latent_dist
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=g)
+        recon = vae.decode(z).sample
+        loss = torch.nn.functional.mse_loss(recon, xb) + hp.kl_weight * posterior.kl().mean() / z[0].numel()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    vae.eval()
+    with torch.inference_mode():
+        xb = _tensor([_balanced_image(rng) for _ in range(256)]) * 2 - 1
+        z = vae.encode(xb).latent_dist.mean
+        shift = float(z.mean())
+        scale = float(1.0 / (z - shift).std())
+        mse = float(torch.nn.functional.mse_loss((vae.decode(z).sample + 1) / 2, (xb + 1) / 2))
+    vae.register_to_config(scaling_factor=round(scale, 5), shift_factor=round(shift, 5))
+    return vae, {"recon_mse_01": mse, "scaling_factor": round(scale, 5), "shift_factor": round(shift, 5)}
+
+
+# -- transformer -----------------------------------------------------------------------------------
+
+
+def transformer_model(hp: TransformerHyper, joint_dim: int, pooled_dim: int):
+    from diffusers import SD3Transformer2DModel
+
+    latent = data.SIZE // 4
+    return SD3Transformer2DModel(
+        sample_size=latent, patch_size=hp.patch, in_channels=4, out_channels=4, num_layers=hp.layers,
+        attention_head_dim=hp.head_dim, num_attention_heads=hp.heads, joint_attention_dim=joint_dim,
+        caption_projection_dim=hp.heads * hp.head_dim, pooled_projection_dim=pooled_dim, pos_embed_max_size=16,
+    )  # fmt: skip
+
+
+def training_items(rng: np.random.Generator, n_double: int) -> list[tuple[str, tuple]]:
+    """The generator's data: every single object of the long tail, and two-object images whose halves
+    are drawn from the same long tail (rare pairs stay rare); as (kind, pairs)."""
+    singles = data.long_tail_pairs()
+    items: list[tuple[str, tuple]] = [("single", (pair,)) for pair in singles]
+    for _ in range(n_double):
+        left, right = singles[int(rng.integers(len(singles)))], singles[int(rng.integers(len(singles)))]
+        items.append(("double", (left, right)))
+    return items
+
+
+def train_transformer(hp: TransformerHyper, pipe: Any) -> tuple[Any, dict[str, Any]]:
+    """Flow matching (SD3's objective: x_t = (1 - s) x0 + s e, predict e - x0, s logit-normal) on the
+    long tail; conditioned on the pipeline's own prompt encoding, 10% empty prompts for guidance, EMA."""
+    import torch
+
+    torch.manual_seed(hp.seed)
+    rng = np.random.default_rng(hp.seed)
+    g = _gen(hp.seed)
+    n_single = len(data.long_tail_pairs())
+    n_double = int(n_single * hp.two_object_share / (1 - hp.two_object_share))
+    items = training_items(rng, n_double)
+    vae = pipe.vae
+    images, captions_of = [], []
+    for kind, pairs in items:
+        for _ in range(hp.renders):
+            images.append(data.single(*pairs[0], rng) if kind == "single" else data.double(pairs[0], pairs[1], rng))
+            captions_of.append((kind, pairs))
+    with torch.inference_mode():
+        latents = []
+        for start in range(0, len(images), 256):
+            xb = _tensor(images[start : start + 256]) * 2 - 1
+            post = vae.encode(xb).latent_dist
+            latents.append(((post.mean - vae.config.shift_factor) * vae.config.scaling_factor, post.std * vae.config.scaling_factor))
+        means = torch.cat([m for m, _ in latents])
+        stds = torch.cat([s for _, s in latents])
+    # Every caption the data can have, encoded once by the pipeline itself, at both T5 lengths.
+    texts = {""}
+    for kind, pairs in items:
+        if kind == "double":
+            texts.add(data.pair_caption(*pairs))
+        else:
+            c, s = pairs[0]
+            texts |= {data.specific(c, s), f"a {s}", *(f"a {c} {u}" for u in data.umbrella(s))}
+    texts = sorted(texts)
+    index = {t: i for i, t in enumerate(texts)}
+    encoded = {}
+    with torch.inference_mode():
+        for length in (77,):
+            embeds, pooled = [], []
+            for start in range(0, len(texts), 128):
+                e, _, p, _ = pipe.encode_prompt(texts[start : start + 128], None, None, do_classifier_free_guidance=False,
+                                                 max_sequence_length=length)  # fmt: skip
+                embeds.append(e)
+                pooled.append(p)
+            encoded[length] = (torch.cat(embeds), torch.cat(pooled))
+    model = pipe.transformer  # built with the dimensions the encoders give (see build)
+    model.requires_grad_(True)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=0.01)
+    model.train()
+    losses: list[float] = []
+    empty = index[""]
+    for step in range(hp.steps):
+        _set_lr(opt, cosine_lr(step, hp.steps, hp.lr, hp.warmup))
+        idx = torch.randint(0, len(images), (hp.batch,), generator=g)
+        x0 = means[idx] + stds[idx] * torch.randn(means[idx].shape, generator=g)
+        sigma = torch.sigmoid(torch.randn(hp.batch, generator=g))
+        noise = torch.randn(x0.shape, generator=g)
+        s = sigma.view(-1, 1, 1, 1)
+        xt = (1 - s) * x0 + s * noise
+        rows = []
+        for i in idx.tolist():
+            kind, pairs = captions_of[i]
+            if rng.random() < hp.uncond_prob:
+                rows.append(empty)
+            elif kind == "double":
+                rows.append(index[data.pair_caption(*pairs)])
+            else:
+                rows.append(index[data.caption(*pairs[0], rng)])
+        embeds, pooled = encoded[77]  # R2F, AAPB and R2F+ without T5 all feed 77 zeros in its place
+        pred = model(
+            hidden_states=xt, timestep=sigma * 1000, encoder_hidden_states=embeds[rows], pooled_projections=pooled[rows]
+        ).sample
+        loss = torch.nn.functional.mse_loss(pred, noise - x0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        decay = min(hp.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), model.parameters(), strict=True):
+                pe.lerp_(p, 1 - decay)
+        losses.append(loss.item())
+        if step % 500 == 0 or step == hp.steps - 1:
+            say(f"transformer step {step}/{hp.steps} loss {np.mean(losses[-100:]):.4f}")
+    draws = hp.steps * hp.batch / len(images)  # times each training render is drawn, on average
+    seen = {f"{c} {s}": round(data.count(c, s) * hp.renders * draws) for s in data.SHAPES for c in data.COLOURS}
+    return ema.eval(), {
+        "final_loss_mean_last_200": float(np.mean(losses[-200:])),
+        "training_images": len(images),
+        "captions": len(texts),
+        "expected_single_object_draws_per_pair": seen,
+    }
