@@ -15,7 +15,9 @@ mkdir -p "$OUT"
 start=$(date +%s)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl \
     >"$OUT/install.log" 2>&1 || { tail -5 "$OUT/install.log"; exit 1; }
-export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 RARE_CACHE_DIR=/tmp/rare-cache
+# rare itself from the carried wheel if there is one, else from this checkout (the device's 64 MiB carry
+# limit: the checkout with the toy worlds' weights and the wheels together can exceed it).
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 RARE_CACHE_DIR=/tmp/rare-cache
 echo "installed in $(( $(date +%s) - start )) s"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv >"$OUT/nvidia-smi.csv" 2>&1
 python3 -c "import rarecli, torch, diffusers, transformers; print(rarecli.__file__, torch.__version__, diffusers.__version__, transformers.__version__)"
