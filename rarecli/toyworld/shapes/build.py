@@ -23,13 +23,13 @@ from rarecli.backbones.tokenizers import clip_tokenizer
 from rarecli.io.hashing import file_sha256
 from rarecli.runtime.quiet import quiet_libraries
 from rarecli.toyworld.shapes import data
+from rarecli.toyworld.shapes.judge import train_judge
 from rarecli.toyworld.shapes.train import (
     ShapesHyper,
     say,
     text_encoder_from_clip,
     tokenize,
     train_clip,
-    train_judge,
     train_transformer,
     train_vae,
     transformer_model,

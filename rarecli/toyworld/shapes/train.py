@@ -14,7 +14,6 @@ Each stage is seeded; `build` runs them in order.
 from __future__ import annotations
 
 import copy
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,18 +23,11 @@ import numpy as np
 
 from rarecli.backbones.tokenizers import CLIP_VOCAB_SIZE
 from rarecli.toyworld.shapes import data
+from rarecli.toyworld.shapes.judge import JudgeHyper, cosine_lr, to_tensor
 
 
 def say(message: str) -> None:
     print(f"[toy-shapes {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-@dataclass
-class JudgeHyper:
-    seed: int = 11
-    steps: int = 700
-    batch: int = 64
-    lr: float = 2e-3
 
 
 @dataclass
@@ -98,86 +90,9 @@ def _gen(seed: int):
     return torch.Generator("cpu").manual_seed(seed)
 
 
-def cosine_lr(step: int, total: int, base: float, warmup: int = 100) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
 def _set_lr(opt: Any, lr: float) -> None:
     for group in opt.param_groups:
         group["lr"] = lr
-
-
-def _tensor(images: list[np.ndarray]):
-    import torch
-
-    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-
-
-# -- judge -----------------------------------------------------------------------------------------
-
-
-def judge_module(channels: tuple[int, int, int] = (24, 48, 64)):
-    """A CNN with two heads, colour and shape (8 logits: 4 + 4)."""
-    from torch import nn
-
-    c1, c2, c3 = channels
-    return nn.Sequential(
-        nn.Conv2d(3, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-        nn.Dropout(0.2), nn.Linear(c3 * 4, 64), nn.ReLU(), nn.Linear(64, len(data.COLOURS) + len(data.SHAPES)),
-    )  # fmt: skip
-
-
-def judge_batch(rng: np.random.Generator, n: int) -> tuple[list[np.ndarray], list[int], list[int]]:
-    """Balanced single objects of every size the judge will meet (crops of two-object images included),
-    softened now and then like a generated image."""
-    images, colours, shapes = [], [], []
-    for _ in range(n):
-        colour, shape = data.balanced_pair(rng)
-        side = rng.uniform(12, 28)
-        c = data.SIZE / 2
-        image = data.draw([data.Item(colour, shape, c + rng.uniform(-4, 4), c + rng.uniform(-4, 4), side)], rng)
-        if rng.random() < 0.5:
-            k = np.ones((3, 3), dtype=np.float32) / 9
-            pad = np.pad(image, ((1, 1), (1, 1), (0, 0)), mode="edge")
-            blurred = sum(pad[i : i + data.SIZE, j : j + data.SIZE] * k[i, j] for i in range(3) for j in range(3))
-            image = image + rng.uniform(0, 0.8) * (blurred - image)
-        images.append(image.astype(np.float32))
-        colours.append(data.COLOURS.index(colour))
-        shapes.append(data.SHAPES.index(shape))
-    return images, colours, shapes
-
-
-def train_judge(hp: JudgeHyper) -> tuple[Any, dict[str, Any]]:
-    import torch
-
-    torch.manual_seed(hp.seed)
-    rng = np.random.default_rng(hp.seed)
-    model = judge_module()
-    opt = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=1e-4)
-    model.train()
-    nc = len(data.COLOURS)
-    for step in range(hp.steps):
-        _set_lr(opt, cosine_lr(step, hp.steps, hp.lr))
-        images, colours, shapes = judge_batch(rng, hp.batch)
-        logits = model(_tensor(images))
-        loss = torch.nn.functional.cross_entropy(logits[:, :nc], torch.tensor(colours)) + torch.nn.functional.cross_entropy(
-            logits[:, nc:], torch.tensor(shapes)
-        )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    model.eval()
-    test_rng = np.random.default_rng(hp.seed + 1000)  # held out: never drawn in training
-    images, colours, shapes = judge_batch(test_rng, 800)
-    with torch.inference_mode():
-        logits = model(_tensor(images))
-    colour_acc = float((logits[:, :nc].argmax(-1).numpy() == np.array(colours)).mean())
-    shape_acc = float((logits[:, nc:].argmax(-1).numpy() == np.array(shapes)).mean())
-    return model, {"held_out_colour_accuracy": colour_acc, "held_out_shape_accuracy": shape_acc, "test_size": 800}
 
 
 # -- CLIP ------------------------------------------------------------------------------------------
@@ -234,7 +149,7 @@ def train_clip(hp: ClipHyper, tokenizer: Any) -> tuple[Any, dict[str, Any], dict
         pairs = [data.balanced_pair(rng) for _ in range(hp.batch)]
         images = [data.single(c, s, rng) for c, s in pairs]
         captions = [data.caption(c, s, rng) for c, s in pairs]
-        out = model(input_ids=tokenize(tokenizer, captions), pixel_values=(_tensor(images) - mean) / std)
+        out = model(input_ids=tokenize(tokenizer, captions), pixel_values=(to_tensor(images) - mean) / std)
         logits = out.logits_per_image  # [images, captions]
         match = torch.tensor([[satisfies(t, c, s) for t in captions] for c, s in pairs], dtype=torch.float32)
         image_targets = match / match.sum(1, keepdim=True)
@@ -250,7 +165,7 @@ def train_clip(hp: ClipHyper, tokenizer: Any) -> tuple[Any, dict[str, Any], dict
     pairs = [data.balanced_pair(test_rng) for _ in range(400)]
     names = [data.specific(c, s) for s in data.SHAPES for c in data.COLOURS]
     with torch.inference_mode():
-        pixels = (_tensor([data.single(c, s, test_rng) for c, s in pairs]) - mean) / std
+        pixels = (to_tensor([data.single(c, s, test_rng) for c, s in pairs]) - mean) / std
         logits = model(input_ids=tokenize(tokenizer, names), pixel_values=pixels).logits_per_image
     truth = np.array([names.index(data.specific(c, s)) for c, s in pairs])
     acc = float((logits.argmax(-1).numpy() == truth).mean())
@@ -293,7 +208,7 @@ def train_vae(hp: VaeHyper) -> tuple[Any, dict[str, Any]]:
     vae.train()
     for step in range(hp.steps):
         _set_lr(opt, cosine_lr(step, hp.steps, hp.lr))
-        xb = _tensor([_balanced_image(rng) for _ in range(hp.batch)]) * 2 - 1
+        xb = to_tensor([_balanced_image(rng) for _ in range(hp.batch)]) * 2 - 1
         posterior = vae.encode(xb).latent_dist
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=g)
         recon = vae.decode(z).sample
@@ -303,7 +218,7 @@ def train_vae(hp: VaeHyper) -> tuple[Any, dict[str, Any]]:
         opt.step()
     vae.eval()
     with torch.inference_mode():
-        xb = _tensor([_balanced_image(rng) for _ in range(256)]) * 2 - 1
+        xb = to_tensor([_balanced_image(rng) for _ in range(256)]) * 2 - 1
         z = vae.encode(xb).latent_dist.mean
         shift = float(z.mean())
         scale = float(1.0 / (z - shift).std())
@@ -357,7 +272,7 @@ def train_transformer(hp: TransformerHyper, pipe: Any) -> tuple[Any, dict[str, A
     with torch.inference_mode():
         latents = []
         for start in range(0, len(images), 256):
-            xb = _tensor(images[start : start + 256]) * 2 - 1
+            xb = to_tensor(images[start : start + 256]) * 2 - 1
             post = vae.encode(xb).latent_dist
             latents.append(((post.mean - vae.config.shift_factor) * vae.config.scaling_factor, post.std * vae.config.scaling_factor))
         means = torch.cat([m for m, _ in latents])

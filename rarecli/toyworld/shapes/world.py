@@ -11,10 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image as PILImage
 
+from rarecli.backbones.loading import load_pipeline
 from rarecli.errors import RareError
 from rarecli.paths import toy_shapes_dir
+from rarecli.runtime.device import DeviceManager
 from rarecli.toyworld.shapes import data
+from rarecli.toyworld.shapes.judge import judge_module
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -36,8 +40,6 @@ class ShapesJudge:
     def load(cls, folder: Path | None = None) -> ShapesJudge:
         from safetensors.torch import load_file
 
-        from rarecli.toyworld.shapes.train import judge_module
-
         folder = Path(folder) if folder is not None else toy_shapes_dir() / "judge"
         if not (folder / "model.safetensors").is_file():
             raise RareError(f"the shapes world's judge is not built: {folder}", hint="run `make toy-shapes`")
@@ -49,7 +51,6 @@ class ShapesJudge:
     def read(self, images: list[Image.Image], box: tuple[float, float, float, float] | None = None) -> list[Reading]:
         """Colour and shape of each image's object (of the part inside `box`, fractions x0 y0 x1 y1)."""
         import torch
-        from PIL import Image as PILImage
 
         arrays = []
         for image in images:
@@ -76,7 +77,4 @@ class ShapesJudge:
 
 def load_pipeline_cpu() -> Any:
     """toy-shapes through the product's loader, on the CPU in fp32 (as the evaluation runs)."""
-    from rarecli.backbones.loading import load_pipeline
-    from rarecli.runtime.device import DeviceManager
-
     return load_pipeline("toy-shapes", DeviceManager("cpu", "fp32"))
