@@ -29,6 +29,10 @@ class DtypePolicy:
     why: str  # the reason for both, with where each fact comes from
 
 
+# A pipeline class rare has no entry for: bf16 where the GPU has it, else fp16, nothing kept in fp32.
+DEFAULT_DTYPE = DtypePolicy(("bf16", "fp16"), (), "no family entry: the usual half precision, nothing in fp32")
+
+
 @dataclass(frozen=True)
 class Family:
     key: str  # short name used in metadata and tables: sd, sdxl, sd3
@@ -58,7 +62,7 @@ class Family:
     packed_latents: bool = False
     # Native image side when the denoiser's config gives none (FLUX's transformer has no sample_size).
     native_size: int | None = None
-    dtype: DtypePolicy = DtypePolicy(("bf16", "fp16"), (), "")
+    dtype: DtypePolicy = DEFAULT_DTYPE
 
 
 # The SD 1.x/2.x and SDXL VAEs (the same kl-f8 architecture) decode to NaN or black images in fp16:

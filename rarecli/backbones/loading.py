@@ -16,7 +16,7 @@ from typing import Any
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RemoteEntryNotFoundError
 
-from rarecli.backbones.families import DtypePolicy, find_family
+from rarecli.backbones.families import DEFAULT_DTYPE, DtypePolicy, find_family
 from rarecli.backbones.registry import EMBEDDED, ensure_built
 from rarecli.backbones.twins import twin_of
 from rarecli.errors import InputError, RareError, explain
@@ -54,8 +54,8 @@ def resolve(model: str, revision: str | None = None, kind: str = "pipeline") -> 
                 f"{model} is a {entry.kind} model, not a {kind}",
                 hint="`rare models` lists what each embedded backbone is",
             )
-        folder = ensure_built(entry)
-        if not entry.built:
+        folder = ensure_built(entry)  # a recipe's copy is verified there; packaged weights are checked here
+        if entry.packaged is not None and not entry.built:
             raise RareError(
                 f"{model}: its packaged weights are missing from {folder}",
                 hint="rebuild them with `make toy-world` (toy-digits) or `make toy-shapes`, or reinstall rare",
@@ -243,7 +243,7 @@ def declared_pipeline_class(model: str, revision: str | None = None) -> str | No
 def family_dtype(pipeline_class: str | None) -> DtypePolicy:
     """The precision policy of a pipeline class (an unknown class: the default one, nothing in fp32)."""
     family = find_family(str(pipeline_class)) if pipeline_class else None
-    return family.dtype if family is not None else DtypePolicy(("bf16", "fp16"), (), "")
+    return family.dtype if family is not None else DEFAULT_DTYPE
 
 
 def _t5_choice(model: str, index: dict[str, Any], t5: bool | None) -> tuple[str, ...]:

@@ -6,6 +6,7 @@ Environment variables (RARE_*) and the config file fill in what the command line
 
 from __future__ import annotations
 
+import math
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -33,7 +34,6 @@ def _dtype(value: str) -> str:
 def bounded(low: float, high: float, *, low_open: bool = False):
     """A callback for a float option: finite, within [low, high] (`low_open`: above low). click's own
     ranges let nan through (every comparison with nan is false) and have no upper bound by default."""
-    import math
 
     def check(value: float | None) -> float | None:
         if value is None:

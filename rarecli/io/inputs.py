@@ -78,8 +78,8 @@ def read_text(path: Path, what: str = "file", limit: int = MAX_TEXT_BYTES) -> st
     """The text of `path`, bounded; InputError naming it for a missing, unreadable, huge or non-UTF-8 file,
     or one that is not a regular file (reading a FIFO would wait for a writer for ever)."""
     path = Path(path)
-    if path.exists() and not is_regular_file(path):
-        raise InputError(f"{what} {path} is not a regular file (a FIFO, socket, device or folder)")
+    if path.exists():
+        require_regular_file(path, what)
     try:
         with open(path, "rb") as fh:
             raw = fh.read(limit + 1)

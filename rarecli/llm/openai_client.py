@@ -57,11 +57,11 @@ def check_base_url(url: str | None, option: str = "--base-url") -> None:
         parts = urlsplit(url)
         port = parts.port  # ValueError when out of range
     except ValueError as exc:
-        raise InputError(f"{option} {display_url(url)}: {exc}", hint="e.g. http://127.0.0.1:8000/v1") from None
+        raise InputError(f"{option} {url_without_credentials(url)}: {exc}", hint="e.g. http://127.0.0.1:8000/v1") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(f"{option} {display_url(url)} is not an http(s) URL with a host", hint="e.g. http://127.0.0.1:8000/v1")
+        raise InputError(f"{option} {url_without_credentials(url)} is not an http(s) URL with a host", hint="e.g. http://127.0.0.1:8000/v1")
     if port == 0:
-        raise InputError(f"{option} {display_url(url)}: port 0 is not a server's port")
+        raise InputError(f"{option} {url_without_credentials(url)}: port 0 is not a server's port")
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ class OpenAIConnection:
     @property
     def where(self) -> str:
         """The server as shown in messages: its URL without credentials, or the OpenAI API."""
-        return display_url(self.base_url) or "the OpenAI API"
+        return url_without_credentials(self.base_url) or "the OpenAI API"
 
     def redact(self, text: str) -> str:
         if self.api_key != UNUSED_KEY:
@@ -185,7 +185,3 @@ def url_without_credentials(url: str | None) -> str | None:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(k, "***" if _SECRET_PARAMS.search(k) else v) for k, v in pairs], safe="*")
     return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
-def display_url(url: str | None) -> str | None:
-    return url_without_credentials(url)

@@ -130,6 +130,17 @@ def save_judge(module: torch.nn.Module, config: JudgeConfig, folder: Path, extra
     (folder / CONFIG).write_text(json.dumps({**asdict(config), **extra}, indent=2) + "\n", encoding="utf-8")
 
 
+def swap_into_place(tmp: Path, out: Path) -> None:
+    """Put a finished build (`tmp`) where `out` is, the old one moved aside first and removed after."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}-old-{os.getpid()}")
+        os.rename(out, old)
+    os.rename(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def write_world(out: Path, hp: ToyHyper, split, images, tokenizer, parts: dict[str, Any], metrics, seconds) -> dict:
     """Save every part, the reference folders and the manifest; swap the folder into place."""
     import torch
@@ -162,13 +173,7 @@ def write_world(out: Path, hp: ToyHyper, split, images, tokenizer, parts: dict[s
             "files": file_hashes(tmp),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}-old-{os.getpid()}")
-            os.rename(out, old)
-        os.rename(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_into_place(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest

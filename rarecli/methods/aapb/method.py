@@ -24,7 +24,7 @@ from rarecli.errors import InputError
 from rarecli.llm.planner import Planner, check_method_options, planner_from_options
 from rarecli.llm.schema import Plan
 from rarecli.log import progress
-from rarecli.methods.aapb.guidance import AnchorInputs, GammaTrace, anchored
+from rarecli.methods.aapb.guidance import GAMMA_MAX, GAMMA_MIN, AnchorInputs, GammaTrace, anchored
 from rarecli.methods.latents import pipeline_latents
 from rarecli.methods.output import Provenance, settings_text
 from rarecli.methods.protocol import Generated, MethodContext, Request
@@ -185,7 +185,7 @@ class _PreparedAAPB:
             "negative_prompt": negative,
             "family": loaded.family,
             "gamma": "adaptive" if gamma is None else gamma,
-            "gamma_bounds": [0.01, 0.99],
+            "gamma_bounds": [GAMMA_MIN, GAMMA_MAX],
             "gamma_per": "image",
             "latent_shape": list(shape),
         }

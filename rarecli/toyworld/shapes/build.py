@@ -11,7 +11,6 @@ metrics, timings, SHA-256 of every file). Written to a temporary folder and swap
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -20,20 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from rarecli.backbones.tokenizers import clip_tokenizer
-from rarecli.io.hashing import file_sha256
 from rarecli.runtime.quiet import quiet_libraries
+from rarecli.toyworld.build import file_hashes, swap_into_place
 from rarecli.toyworld.shapes import data
 from rarecli.toyworld.shapes.judge import train_judge
 from rarecli.toyworld.shapes.train import (
     ShapesHyper,
     say,
     text_encoder_from_clip,
-    tokenize,
     train_clip,
     train_transformer,
     train_vae,
     transformer_model,
 )
+from rarecli.toyworld.train import tokenize, zero_unused_token_rows
 
 BUILD_VERSION = 1
 CLIP_PREPROCESS = "rare_clip.json"
@@ -54,19 +53,6 @@ def assemble(vae: Any, text_encoder: Any, transformer: Any) -> Any:
         text_encoder_3=None,
         tokenizer_3=None,
     )
-
-
-def zero_unused_token_rows(text_model: Any, used: set[int]) -> int:
-    """Token rows no caption uses stay random from initialisation; zeroed, they say "unknown word" and
-    the 49,408-row table compresses to almost nothing in git."""
-    import torch
-
-    emb = text_model.embeddings.token_embedding.weight
-    keep = torch.zeros(emb.shape[0], dtype=torch.bool)
-    keep[torch.as_tensor(sorted(used))] = True
-    with torch.no_grad():
-        emb[~keep] = 0
-    return int(keep.sum())
 
 
 def vocabulary(tokenizer: Any) -> set[int]:
@@ -105,14 +91,6 @@ def build(out: Path, hp: ShapesHyper) -> dict[str, Any]:
     pipe.transformer = ema
     seconds = {**timings, "total": round(time.perf_counter() - started, 1)}
     return write_world(Path(out), hp, pipe, clip, preprocess, judge, metrics, seconds)
-
-
-def file_hashes(root: Path) -> dict[str, dict[str, Any]]:
-    return {
-        str(p.relative_to(root)): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != "manifest.json"
-    }
 
 
 def save_judge(module: Any, folder: Path) -> None:
@@ -157,13 +135,7 @@ def write_world(out: Path, hp: ShapesHyper, pipe: Any, clip: Any, preprocess: di
             "files": file_hashes(tmp),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}-old-{os.getpid()}")
-            os.rename(out, old)
-        os.rename(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_into_place(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest

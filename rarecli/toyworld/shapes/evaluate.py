@@ -133,7 +133,8 @@ def evaluate(out: Path, seeds: int = 20, steps: int = STEPS, two_object: bool = 
             }
             for group, v in counts.items()
         }
-        rows[method]["seconds_per_image"] = round((time.perf_counter() - started) / (seeds * 8), 3)
+        prompts = sum(len(pairs) for pairs in groups().values())
+        rows[method]["seconds_per_image"] = round((time.perf_counter() - started) / (seeds * prompts), 3)
         if gammas:
             rows[method]["mean_gamma"] = round(float(np.mean(gammas)), 4)
     result: dict[str, Any] = {"steps": steps, "seeds": seeds, "guidance": 7.0, "single_object": rows,
@@ -156,7 +157,7 @@ def _two_object(prepared: Any, judge: Any, seeds: list[int]) -> dict[str, Any]:
         for left, right in TWO_OBJECT:
             plan = plus_plan(left, right)
             if method == "plain":
-                made = list(prep.generate(Request(plan.prompt, seeds, plan=r2f_plan_text(plan.prompt))))
+                made = list(prep.generate(Request(plan.prompt, seeds, plan=Plan(plan.prompt))))
             else:
                 made = list(prep.generate(Request(plan.prompt, seeds, plan=plan)))
             images = [m.image for m in made]
@@ -174,10 +175,6 @@ def _two_object(prepared: Any, judge: Any, seeds: list[int]) -> dict[str, Any]:
             "seconds_per_image": round((time.perf_counter() - started) / n, 3),
         }
     return out
-
-
-def r2f_plan_text(prompt: str) -> Any:
-    return Plan(prompt)
 
 
 def _fmt(rate: dict[str, Any]) -> str:

@@ -3,13 +3,13 @@ drawn single objects (every size it meets, two-object crops included) with a see
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from rarecli.toyworld.shapes import data
+from rarecli.toyworld.train import cosine_lr, set_lr
 
 
 @dataclass
@@ -25,12 +25,6 @@ def to_tensor(images: list[np.ndarray]):
     import torch
 
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-
-
-def cosine_lr(step: int, total: int, base: float, warmup: int = 100) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
 def judge_module(channels: tuple[int, int, int] = (24, 48, 64)):
@@ -76,8 +70,7 @@ def train_judge(hp: JudgeHyper) -> tuple[Any, dict[str, Any]]:
     model.train()
     nc = len(data.COLOURS)
     for step in range(hp.steps):
-        for group in opt.param_groups:
-            group["lr"] = cosine_lr(step, hp.steps, hp.lr)
+        set_lr(opt, cosine_lr(step, hp.steps, hp.lr))
         images, colours, shapes = judge_batch(rng, hp.batch)
         logits = model(to_tensor(images))
         loss = torch.nn.functional.cross_entropy(logits[:, :nc], torch.tensor(colours)) + torch.nn.functional.cross_entropy(

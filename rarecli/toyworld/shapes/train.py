@@ -23,7 +23,8 @@ import numpy as np
 
 from rarecli.backbones.tokenizers import CLIP_VOCAB_SIZE
 from rarecli.toyworld.shapes import data
-from rarecli.toyworld.shapes.judge import JudgeHyper, cosine_lr, to_tensor
+from rarecli.toyworld.shapes.judge import JudgeHyper, to_tensor
+from rarecli.toyworld.train import cosine_lr, set_lr, tokenize
 
 
 def say(message: str) -> None:
@@ -90,11 +91,6 @@ def _gen(seed: int):
     return torch.Generator("cpu").manual_seed(seed)
 
 
-def _set_lr(opt: Any, lr: float) -> None:
-    for group in opt.param_groups:
-        group["lr"] = lr
-
-
 # -- CLIP ------------------------------------------------------------------------------------------
 
 
@@ -112,12 +108,6 @@ def clip_config(hp: ClipHyper):
         hidden_act="quick_gelu",
     )  # fmt: skip
     return CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=hp.projection)
-
-
-def tokenize(tokenizer: Any, prompts: list[str]):
-    return tokenizer(
-        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-    ).input_ids
 
 
 def satisfies(caption: str, colour: str, shape: str) -> bool:
@@ -145,7 +135,7 @@ def train_clip(hp: ClipHyper, tokenizer: Any) -> tuple[Any, dict[str, Any], dict
     opt = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=0.01)
     model.train()
     for step in range(hp.steps):
-        _set_lr(opt, cosine_lr(step, hp.steps, hp.lr))
+        set_lr(opt, cosine_lr(step, hp.steps, hp.lr))
         pairs = [data.balanced_pair(rng) for _ in range(hp.batch)]
         images = [data.single(c, s, rng) for c, s in pairs]
         captions = [data.caption(c, s, rng) for c, s in pairs]
@@ -207,7 +197,7 @@ def train_vae(hp: VaeHyper) -> tuple[Any, dict[str, Any]]:
     opt = torch.optim.AdamW(vae.parameters(), lr=hp.lr, weight_decay=0.0)
     vae.train()
     for step in range(hp.steps):
-        _set_lr(opt, cosine_lr(step, hp.steps, hp.lr))
+        set_lr(opt, cosine_lr(step, hp.steps, hp.lr))
         xb = to_tensor([_balanced_image(rng) for _ in range(hp.batch)]) * 2 - 1
         posterior = vae.encode(xb).latent_dist
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=g)
@@ -305,7 +295,7 @@ def train_transformer(hp: TransformerHyper, pipe: Any) -> tuple[Any, dict[str, A
     losses: list[float] = []
     empty = index[""]
     for step in range(hp.steps):
-        _set_lr(opt, cosine_lr(step, hp.steps, hp.lr, hp.warmup))
+        set_lr(opt, cosine_lr(step, hp.steps, hp.lr, hp.warmup))
         idx = torch.randint(0, len(images), (hp.batch,), generator=g)
         x0 = means[idx] + stds[idx] * torch.randn(means[idx].shape, generator=g)
         sigma = torch.sigmoid(torch.randn(hp.batch, generator=g))
