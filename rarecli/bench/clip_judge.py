@@ -41,3 +41,31 @@ class ClipScoreJudge:
         cosine = float((self.encoder.encode_pil([image]) * self.encoder.encode_text([prompt])).sum())
         clipscore = CLIPSCORE_WEIGHT * max(cosine, 0.0)
         return Verdict(100.0 * min(clipscore, 1.0), {"cosine": cosine, "clipscore": clipscore})
+
+
+class ClipScoreKind:
+    """The `clipscore` judge's description (see the module docstring)."""
+
+    name = "clipscore"
+    summary = "offline CLIPScore on the 0-100 scale (compare clipscore runs only)"
+    protocols = ("rare",)
+    online = False
+    uses_device = True  # the diffusion model is freed before it loads
+
+    def default_model(self, definition: Any, protocol: str) -> str:
+        return DEFAULT_CLIP
+
+    def protocol_for(self, definition: Any, protocol: str) -> None:
+        return None
+
+    def identity(self, model: str, definition: Any, protocol: Any) -> dict[str, Any]:
+        return {"name": self.name, "model": model, "per_image": f"100 * min({CLIPSCORE_WEIGHT} * max(cos, 0), 1)"}
+
+    def build(self, model: str, definition: Any, manager: Any, base_url: str | None, protocol: Any) -> ClipScoreJudge:
+        return ClipScoreJudge(model, manager)
+
+    def endpoint(self, base_url: str | None) -> str | None:
+        return None
+
+    def scale(self, identity: dict[str, Any]) -> str:
+        return self.name

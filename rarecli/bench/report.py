@@ -17,6 +17,7 @@ from typing import Any
 from rich.table import Table
 
 from rarecli.bench.definition import Definition, load_definition
+from rarecli.bench.judges import scale_of
 from rarecli.bench.layout import load_items
 from rarecli.errors import InputError, RareError
 from rarecli.io.atomic import write_new, write_text_replace
@@ -98,8 +99,8 @@ def _label(method: dict[str, Any], judge: dict[str, Any]) -> str:
     """What the table calls a run: method, model, judge and protocol, and R2F's plans and rule when not ours."""
     options = method.get("options") or {}
     extra = [f"{k}={options[k]}" for k in ("plans", "schedule") if options.get(k)]
-    protocol = "clipscore" if judge.get("name") == "clipscore" else judge.get("protocol", "rare")
-    where = f"{judge['model']}" + ("" if protocol == "clipscore" else f", {protocol} protocol")
+    scale = scale_of(judge)
+    where = f"{judge['model']}" + ("" if scale == judge.get("name") else f", {scale} protocol")
     return " ".join([method["name"], Path(str(method["model"])).name, *extra, f"({where})"])
 
 
@@ -127,9 +128,9 @@ def anchor_table(definition: Definition, later: bool = False) -> dict[str, dict[
 
 
 def protocol_of(summary: dict[str, Any]) -> str:
-    """How a run was judged: `clipscore`, or the gpt-4o judge's protocol (`rare` when unrecorded)."""
-    judge = summary["judge"]
-    return "clipscore" if judge.get("name") == "clipscore" else judge.get("protocol", "rare")
+    """The scale a run's scores are on: its judge's own (`clipscore`), or the rubric protocol it judged
+    under (`rare` when unrecorded)."""
+    return scale_of(summary["judge"])
 
 
 def anchor_warnings(summaries: list[dict[str, Any]], definition: Definition) -> list[str]:
