@@ -23,10 +23,10 @@ from rarecli.bench.definition import Category, Definition, PinnedFile, PlanSourc
 from rarecli.errors import InputError, RareError
 from rarecli.io.atomic import cache_write, write_replace, write_text_replace
 from rarecli.io.inputs import read_text
-from rarecli.llm.plus_schema import PlusPlan
 from rarecli.llm.schema import Plan
 from rarecli.log import info, warn
 from rarecli.methods.r2f.authors import import_plans, import_plus_plans
+from rarecli.methods.r2f_plus.schema import PlusPlan
 from rarecli.paths import cache_dir
 
 ENV_URL = "RARE_RAREBENCH_URL"
@@ -222,50 +222,42 @@ def provenance(definition: Definition, files: list[PromptFile], data: Path | Non
     }
 
 
-def load_authors_plans(definition: Definition, categories: list[Category], method: str = "r2f") -> dict[str, Plan]:
-    """The authors' frozen R2F plans of the selected categories (fetched at the pin, verified), by prompt
-    with its whitespace collapsed (their keys are the benchmark's prompts). `method` "aapb": AAPB's own
-    frozen plans, from AAPB's repository (they differ from R2F's in M-and)."""
-    plans: dict[str, Plan] = {}
-    source = definition.aapb if method == "aapb" else None
-    if method == "aapb" and source is None:
-        raise RareError("the RareBench definition names no AAPB repository (aapb_source)")
+def load_replayed_plans(
+    definition: Definition, categories: list[Category], pins: str, plus: bool = False
+) -> tuple[dict[str, Plan | PlusPlan], dict[str, str]]:
+    """Frozen plans of the selected categories, as a method's paper ran them: the files each category pins
+    in its `pins` field (`authors_plans`, `authors_plus_plans`, `aapb_plans`), fetched at the pin and
+    verified, by prompt with its whitespace collapsed (their keys are the benchmark's prompts); and the
+    prompts whose plan our checks refuse, with why (R2F+: their validator allows a box of zero width).
+    `plus`: the files hold R2F+ plans."""
+    source = definition.plan_source(pins)
+    owner = f"{source.name.upper()}'s" if source is not None else "the authors'"
+    plans: dict[str, Plan | PlusPlan] = {}
+    refused: dict[str, str] = {}
     for category in categories:
-        pinned = category.aapb_plans if method == "aapb" else category.authors_plans
-        owner = "AAPB's" if method == "aapb" else "the authors'"
+        pinned = getattr(category, pins)
+        what = f"{owner} {category.name}" + (" R2F+ plans" if plus else " plans")
         if pinned is None:
-            raise RareError(f"the RareBench definition names no {owner} plans for {category.name}")
-        data = fetch_pinned(definition, pinned, f"{owner} {category.name} plans", source)
+            raise RareError(f"the RareBench definition names no {owner} {'R2F+ ' if plus else ''}plans for {category.name}")
+        data = fetch_pinned(definition, pinned, what, source)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise RareError(f"{pinned.file} is not UTF-8 text: {exc}") from exc
-        for plan in import_plans(text, pinned.file):
-            plans[plan_key(plan.prompt)] = plan
-    return plans
+        if plus:
+            read, bad = import_plus_plans(text, pinned.file)
+            refused.update(bad)
+        else:
+            read = import_plans(text, pinned.file)
+        plans.update({plan_key(plan.prompt): plan for plan in read})
+    return plans, refused
 
 
 def load_authors_plus_plans(
     definition: Definition, categories: list[Category]
 ) -> tuple[dict[str, PlusPlan], dict[str, str]]:
-    """The authors' frozen R2F+ plans of the selected categories (fetched at the pin, verified), by prompt,
-    and the prompts whose plan our checks refuse, with the reason (their validator allows a box of zero
-    width or height; ours does not)."""
-    plans: dict[str, PlusPlan] = {}
-    refused: dict[str, str] = {}
-    for category in categories:
-        pinned = category.authors_plus_plans
-        if pinned is None:
-            raise RareError(f"the RareBench definition names no authors' R2F+ plans for {category.name}")
-        data = fetch_pinned(definition, pinned, f"the authors' {category.name} R2F+ plans")
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise RareError(f"{pinned.file} is not UTF-8 text: {exc}") from exc
-        read, bad = import_plus_plans(text, pinned.file)
-        plans.update({plan_key(plan.prompt): plan for plan in read})
-        refused.update(bad)
-    return plans, refused
+    """The authors' frozen R2F+ plans (see `load_replayed_plans`)."""
+    return load_replayed_plans(definition, categories, "authors_plus_plans", plus=True)  # type: ignore[return-value]
 
 
 def plan_key(prompt: str) -> str:

@@ -96,6 +96,15 @@ class Definition:
     anchors_protocol: str = "paper"
     path: Path | None = None
     aapb: PlanSource | None = None
+    def plan_source(self, pins: str) -> PlanSource | None:
+        """Where the plans a category pins in its field `pins` are read: another method's repository
+        (`aapb_plans`: AAPB's), or None for R2F's own."""
+        if pins == "aapb_plans":
+            if self.aapb is None:
+                raise RareError("the RareBench definition names no AAPB repository (aapb_source)")
+            return self.aapb
+        return None
+
     # Later methods' published rows (same judge and protocol as `anchors`), each with its source.
     later_anchors: dict[str, dict[str, float]] = field(default_factory=dict)
     later_sources: dict[str, str] = field(default_factory=dict)

@@ -29,7 +29,7 @@ SCHEMA = 1
 
 
 @dataclass(frozen=True)
-class Item:
+class WorkItem:
     category: str
     prompt_index: int
     image_index: int
@@ -78,7 +78,7 @@ def check_config(run_dir: Path, document: dict[str, Any], force: bool, write: bo
 
 
 def item_problem(record: Any) -> str | None:
-    """What is wrong with an item file's record (None: a result rare could have written). Item files
+    """What is wrong with an item file's record (None: a result rare could have written). WorkItem files
     are rare's own, written atomically; one that fails this was edited or damaged outside rare."""
     if not isinstance(record, dict):
         return f"holds a {type(record).__name__}, not an item record"

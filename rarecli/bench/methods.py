@@ -19,11 +19,14 @@ from typing import Any
 from rarecli.bench.dataset import plan_key
 from rarecli.errors import InputError
 from rarecli.io.naming import slugify
-from rarecli.llm.plus_schema import PlusPlan
 from rarecli.llm.schema import Plan
 from rarecli.methods import registry
+from rarecli.methods.driver import Driver
 from rarecli.methods.output import Provenance, Written, write_generated
-from rarecli.methods.protocol import Generated, Method, MethodContext, Prepared, Request
+from rarecli.methods.protocol import Generated, Method, MethodContext, Request
+from rarecli.methods.r2f_plus.options import R2F_PLUS
+from rarecli.methods.r2f_plus.schema import PlusPlan
+from rarecli.methods.spec import MethodSpec
 from rarecli.runtime.device import DeviceManager
 
 COMMAND = "bench rarebench"
@@ -36,11 +39,24 @@ def method_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k not in RUN_OPTIONS and v is not None}
 
 
+def spec_of(name: str) -> MethodSpec:
+    return registry.spec(name, "RareBench")
+
+
+def reads_plus_plans(spec: MethodSpec) -> bool:
+    """Whether the method's replayed plans are R2F+ plans (objects and boxes), not R2F's."""
+    return spec.plan_kind == R2F_PLUS
+
+
 def check(name: str, options: Mapping[str, Any]) -> Method:
     """The method, once its options are known to work: fails before the run folder or any model."""
-    method = registry.get(name, "RareBench")
-    if method.needs_refs:
+    spec = spec_of(name)
+    if spec.needs_refs:
         _check_refs_root(options)
+    if options.get("plans") == "authors" and spec.authors_plans is None:
+        replayable = [s.name for s in registry.METHODS.values() if s.authors_plans]
+        raise InputError(f"--plans authors replays {', '.join(replayable)}'s published plans; {name} has none")
+    method = spec.load()
     method.check(method_options(options))
     return method
 
@@ -61,7 +77,7 @@ class Drawer:
     """Draws and writes items' images with one prepared method."""
 
     method: Method
-    prepared: Prepared
+    driver: Driver
     options: Mapping[str, Any]
     work_dir: Path  # where the method's own outputs go (seed files, run records)
     plans: Mapping[str, Plan | PlusPlan] | None = None  # --plans authors: the authors' plan of each prompt
@@ -85,7 +101,7 @@ class Drawer:
         context = MethodContext(
             model, revision, manager, steps, guidance, method_options(options), command=COMMAND, t5=options.get("t5")
         )
-        return cls(method, method.prepare(context), options, work_dir, plans, dict(refused or {}))
+        return cls(method, Driver.prepare(method, context), options, work_dir, plans, dict(refused or {}))
 
     def draw(self, prompt: str, seed: int) -> Generated:
         refs = None
@@ -101,8 +117,8 @@ class Drawer:
             plan = self.plans.get(key)
             if plan is None:
                 raise InputError(f"the authors' plans hold no plan for this prompt: {prompt!r}")
-        (made,) = self.prepared.generate(Request(prompt, [seed], refs=refs, plan=plan))
-        return made
+        (drawn,) = self.driver.run(Request(prompt, [seed], refs=refs, plan=plan))
+        return drawn.made
 
     def write(self, made: Generated, path: Path, item: dict[str, Any]) -> Path:
         """The item's PNG at `path`; the method's own record beside a copy of it in the work folder."""

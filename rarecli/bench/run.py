@@ -22,25 +22,28 @@ from typing import Any
 from rarecli import __version__
 from rarecli.bench import judges as judges_mod
 from rarecli.bench import methods as methods_mod
-from rarecli.bench.dataset import PromptFile, load_authors_plans, load_authors_plus_plans, load_prompts, provenance
+from rarecli.bench.dataset import PromptFile, load_prompts, load_replayed_plans, provenance
 from rarecli.bench.definition import Definition, load_definition
-from rarecli.bench.layout import SCHEMA, Item, check_config, read_item
+from rarecli.bench.layout import SCHEMA, WorkItem, check_config, read_item
 from rarecli.bench.report import print_table, write_summary
 from rarecli.errors import InputError, RareError, failure_reason
 from rarecli.io.runfolder import write_result
 from rarecli.llm.openai_client import url_without_credentials
-from rarecli.llm.plus_schema import PlusPlan
 from rarecli.llm.schema import Plan
 from rarecli.log import info, progress, warn
+from rarecli.methods.r2f_plus.schema import PlusPlan
+from rarecli.methods.registry import PLAIN as _PLAIN
 from rarecli.runtime.cache import MODEL_CACHE
 from rarecli.runtime.device import DeviceManager
 from rarecli.runtime.distributed import main_first, process_state
+
+PLAIN = _PLAIN.name
 
 
 @dataclass
 class RunConfig:
     out: Path
-    method: str = "sd"
+    method: str = PLAIN
     model: str = "stabilityai/stable-diffusion-3-medium-diffusers"
     revision: str | None = None
     categories: list[str] | None = None
@@ -78,7 +81,7 @@ class RunResult:
     timing: dict[str, Any] = field(default_factory=dict)
 
 
-def plan_items(files: list[PromptFile], limit: int | None, images_per_prompt: int, seed: int) -> list[Item]:
+def plan_items(files: list[PromptFile], limit: int | None, images_per_prompt: int, seed: int) -> list[WorkItem]:
     """Every work item in a fixed order (category, prompt, image): the same on every process.
 
     Seed policy: image k of every prompt uses seed `seed + k`, so methods and prompts share noise.
@@ -88,7 +91,7 @@ def plan_items(files: list[PromptFile], limit: int | None, images_per_prompt: in
         prompts = f.prompts[:limit] if limit else f.prompts
         for p, prompt in enumerate(prompts):
             for k in range(images_per_prompt):
-                items.append(Item(f.category.name, p, k, images_per_prompt, prompt, seed + k))
+                items.append(WorkItem(f.category.name, p, k, images_per_prompt, prompt, seed + k))
     return items
 
 
@@ -107,6 +110,15 @@ NOISE_SOURCE = (
 def _identity(
     config: RunConfig, definition: Definition, files: list[PromptFile], dtype: str, protocol: Any
 ) -> dict[str, Any]:
+    spec = methods_mod.spec_of(config.method)
+    replayed: dict[str, Any] = {}
+    if _replays_authors(config):
+        pins = {f.category.name: getattr(f.category, spec.authors_plans or "") for f in files}
+        replayed["authors_plans_sha256"] = {name: p.sha256 if p else None for name, p in pins.items()}
+        source = definition.plan_source(spec.authors_plans or "")
+        if source is not None:  # another method's own plans: its repository and its paper's judge
+            replayed[f"{spec.name}_plans_source"] = f"{source.repository}@{source.commit}"
+            replayed[f"{spec.name}_judge_model"] = source.judge_model
     return {
         "benchmark": {"name": definition.name, "definition_version": definition.version},
         "prompts_sha256": {f.category.name: f.sha256 for f in files},
@@ -123,15 +135,7 @@ def _identity(
             "options": {
                 k: (url_without_credentials(v) if k.endswith("url") else v) for k, v in config.method_options.items()
             },
-            **({"authors_plans_sha256": _plan_digests(files, config.method)} if _replays_authors(config) else {}),
-            **(
-                {
-                    "aapb_plans_source": f"{definition.aapb.repository}@{definition.aapb.commit}",
-                    "aapb_judge_model": definition.aapb.judge_model,  # the snapshot AAPB's paper judged with
-                }
-                if _replays_authors(config) and config.method == "aapb" and definition.aapb is not None
-                else {}
-            ),
+            **replayed,
         },
         "seed_policy": seed_policy(config.seed),
         "judge": judges_mod.identity(config.judge, config.judge_model, definition, protocol),
@@ -142,73 +146,99 @@ def _replays_authors(config: RunConfig) -> bool:
     return config.method_options.get("plans") == "authors"
 
 
-def _plan_digests(files: list[PromptFile], method: str) -> dict[str, str | None]:
-    def pin(category: Any) -> Any:
-        if method == "r2f-plus":
-            return category.authors_plus_plans
-        return category.aapb_plans if method == "aapb" else category.authors_plans
+@dataclass
+class _Run:
+    """What the phases of one run share: what was checked and loaded before any work."""
 
-    pins = {f.category.name: pin(f.category) for f in files}
-    return {name: p.sha256 if p else None for name, p in pins.items()}
+    config: RunConfig
+    definition: Definition
+    categories: list[Any]
+    judge_kind: Any
+    protocol: Any
+    judge: Any  # built before generation when the judge calls a service, else after
+    state: Any
+    device: str
+    manager: DeviceManager
+    run_dir: Path
+    plans: dict[str, Plan | PlusPlan] | None = None
+    refused: dict[str, str] = field(default_factory=dict)
+    gen_provenance: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    failed_keys: set[tuple[str, str]] = field(default_factory=set)
 
 
 def run_benchmark(config: RunConfig) -> RunResult:
     """Generate, judge and summarise; resumable, and shared across processes under accelerate."""
+    run = _set_up(config)
+    files = main_first(run.state, lambda write: _write_config(run, write))
+    if config.data is not None and not all(f.verified for f in files):
+        info("Prompt files from --data are used as given (not all match a pinned checksum); config.json records theirs")
+    result = RunResult(run.run_dir, run.state.process_index, run.state.num_processes, None, None)
+    todo = _pending(run, files, result)
+    gen_seconds = _draw(run, todo, result)
+    judge_seconds = _judge(run, todo, result)
+    result.timing = {
+        "generate_seconds_per_image": (sum(gen_seconds) / len(gen_seconds)) if gen_seconds else None,
+        "judge_seconds_per_image": (sum(judge_seconds) / len(judge_seconds)) if judge_seconds else None,
+        "peak_memory_bytes": max((p["peak_memory_bytes"] or 0 for p in run.gen_provenance.values()), default=0)
+        or None,
+    }
+    _log_timing(result)
+    run.state.wait_for_everyone()
+    if run.state.is_main_process:
+        _summarise(run, result)
+    return result
 
+
+def _set_up(config: RunConfig) -> _Run:
+    """Every check that can fail before the run folder is touched or any model loads."""
     definition = load_definition(config.definition)
     categories = definition.select(config.categories)
     methods_mod.check(config.method, config.method_options)  # bad method settings fail before any work
-    judges_mod.check_name(config.judge, config.protocol)
+    kind = judges_mod.get(config.judge, config.protocol)
     if config.images_per_prompt < 1 or (config.limit is not None and config.limit < 1):
         raise InputError("--images-per-prompt and --limit must be at least 1")
-    run_dir = Path(config.out)
     # A judge that cannot work (no API key, an unverifiable script) fails before the run folder or hours
     # of generation.
-    protocol = judges_mod.protocol_for(config.judge, definition, config.protocol)
-    judge = None
-    if config.judge == "gpt-4o":
-        judge = judges_mod.build(
-            config.judge, config.judge_model, definition, base_url=config.base_url, protocol=protocol
-        )
+    protocol = kind.protocol_for(definition, config.protocol)
+    judge = judges_mod.build(config.judge, config.judge_model, definition, None, config.base_url, protocol) if kind.online else None
     state, device = process_state(config.device)
     manager = DeviceManager(device, config.dtype, offload=config.offload)
+    return _Run(config, definition, categories, kind, protocol, judge, state, device, manager, Path(config.out))
 
-    plans: dict[str, Plan | PlusPlan] | None = None
-    refused: dict[str, str] = {}
 
-    def prepare(write: bool) -> tuple[list[PromptFile], dict[str, Any]]:
-        nonlocal plans, refused
-        files = load_prompts(definition, categories, config.data)
-        if _replays_authors(config) and config.method == "r2f-plus":
-            plans, refused = load_authors_plus_plans(definition, categories)  # type: ignore[assignment]
-            for prompt, reason in refused.items():  # their items fail with the reason, and are counted
-                warn(f"the authors' R2F+ plan of {prompt!r} is refused by our checks: {reason}")
-        elif _replays_authors(config):
-            plans = load_authors_plans(definition, categories, config.method)  # type: ignore[assignment]
-        document = {
-            "schema": SCHEMA,
-            "identity": _identity(config, definition, files, manager.dtype, protocol),
-            "prompts": provenance(definition, files, config.data),
-            "judge_base_url": url_without_credentials(config.base_url) if config.judge == "gpt-4o" else None,
-            "noise": NOISE_SOURCE,
-            "rare_version": __version__,
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        }
-        check_config(run_dir, document, config.force, write=write)
-        return files, document
+def _write_config(run: _Run, write: bool) -> list[PromptFile]:
+    """The prompts (and replayed plans) read, and config.json checked against them (the main process
+    writes it first; the others read what it made)."""
+    config, definition = run.config, run.definition
+    files = load_prompts(definition, run.categories, config.data)
+    if _replays_authors(config):
+        spec = methods_mod.spec_of(config.method)
+        run.plans, run.refused = load_replayed_plans(
+            definition, run.categories, spec.authors_plans or "", plus=methods_mod.reads_plus_plans(spec)
+        )
+        for prompt, reason in run.refused.items():  # their items fail with the reason, and are counted
+            warn(f"the authors' R2F+ plan of {prompt!r} is refused by our checks: {reason}")
+    document = {
+        "schema": SCHEMA,
+        "identity": _identity(config, definition, files, run.manager.dtype, run.protocol),
+        "prompts": provenance(definition, files, config.data),
+        "judge_base_url": run.judge_kind.endpoint(config.base_url),
+        "noise": NOISE_SOURCE,
+        "rare_version": __version__,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    check_config(run.run_dir, document, config.force, write=write)
+    return files
 
-    # The main process downloads and writes config.json first; the others then read what it made.
-    files, _ = main_first(state, lambda write: prepare(write=write))
-    if config.data is not None and not all(f.verified for f in files):
-        info("Prompt files from --data are used as given (not all match a pinned checksum); config.json records theirs")
 
+def _pending(run: _Run, files: list[PromptFile], result: RunResult) -> list[WorkItem]:
+    """This process's items that have no result yet; damaged item files are set aside and redone."""
+    config, run_dir = run.config, run.run_dir
     items = plan_items(files, config.limit, config.images_per_prompt, config.seed)
-    mine = items[state.process_index :: state.num_processes]
-    result = RunResult(run_dir, state.process_index, state.num_processes, None, None)
-
+    mine = items[run.state.process_index :: run.state.num_processes]
     damaged: list[str] = []
 
-    def pending(item: Item) -> bool:
+    def pending(item: WorkItem) -> bool:
         path = item.result_path(run_dir)
         if not os.path.lexists(path):
             return True
@@ -225,109 +255,114 @@ def run_benchmark(config: RunConfig) -> RunResult:
         warn(f"{len(damaged)} damaged item file(s) will be made again: " + "; ".join(damaged[:3]))
     if result.skipped:
         info(f"Resuming: {result.skipped} of {len(mine)} items already have a result")
-    provenance_base = {"process_index": state.process_index, "num_processes": state.num_processes, "device": device}
+    return todo
 
-    # Phase 1: draw every missing image.
+
+def _provenance_base(run: _Run) -> dict[str, Any]:
+    return {"process_index": run.state.process_index, "num_processes": run.state.num_processes, "device": run.device}
+
+
+def _draw(run: _Run, todo: list[WorkItem], result: RunResult) -> list[float]:
+    """Phase 1: draw every missing image; a failed item is recorded and the run goes on."""
+    config, run_dir, manager = run.config, run.run_dir, run.manager
     to_draw = [item for item in todo if not item.image_path(run_dir, config.method).is_file()]
-    failed_keys: set[tuple[str, str]] = set()
-    gen_seconds: list[float] = []
-    gen_provenance: dict[tuple[str, str], dict[str, Any]] = {}
-    if to_draw:
-        drawer = methods_mod.Drawer.prepare(
-            config.method,
-            config.model,
-            config.revision,
-            manager,
-            config.steps,
-            config.guidance,
-            config.method_options,
-            work_dir=run_dir / "method" / config.method,
-            plans=plans,
-            refused=refused,
-        )
-        with progress(f"generating ({config.method})", total=len(to_draw)) as bar:
-            for item in to_draw:
-                manager.reset_peak_memory()
-                try:
-                    with manager.timed() as t:
-                        made = drawer.draw(item.prompt, item.seed)
-                    where = {
-                        "category": item.category,
-                        "prompt_index": item.prompt_index,
-                        "image_index": item.image_index,
-                    }
-                    with contextlib.suppress(FileExistsError):  # drawn meanwhile by another process
-                        drawer.write(made, item.image_path(run_dir, config.method), where)
-                    gen_seconds.append(t["seconds"])
-                    gen_provenance[(item.category, item.key)] = {
-                        "generate_seconds": t["seconds"],
-                        "peak_memory_bytes": manager.peak_memory_bytes(),
-                    }
-                    result.generated += 1
-                except Exception as exc:  # any per-item failure is recorded, the run goes on
-                    manager.free_memory()
-                    record = _record(item, config, status="failed", stage="generate", reason=failure_reason(exc))
-                    record["provenance"] = dict(provenance_base)
-                    write_result(item.result_path(run_dir), record, replace=config.retry_failed)
-                    failed_keys.add((item.category, item.key))
-                    result.failed += 1
-                bar.advance(status=f"{item.category} {item.key}")
-        del drawer
-        if config.judge == "clipscore":
-            MODEL_CACHE.clear()  # frees the diffusion model before the CLIP judge loads
-
-    # Phase 2: judge every image that has no result yet.
-    to_judge = [item for item in todo if (item.category, item.key) not in failed_keys]
-    judge_seconds: list[float] = []
-    if to_judge:
-        if judge is None:
-            judge = judges_mod.build(config.judge, config.judge_model, definition, manager, config.base_url, protocol)
-        with progress(f"judging ({config.judge})", total=len(to_judge)) as bar:
-            for item in to_judge:
-                image = item.image_path(run_dir, config.method)
-                started = time.perf_counter()
-                try:
-                    verdict = judge(image, item.prompt)
-                    record = _record(item, config, status="ok")
-                    record["score"] = verdict.score
-                    record["judge"] = {"name": config.judge, **verdict.raw}
-                    prov = {"judge_seconds": time.perf_counter() - started, "judge_cached": verdict.cached}
-                    prov["judge_attempts"] = verdict.attempts
-                    judge_seconds.append(prov["judge_seconds"])
-                    result.judged += 1
-                except Exception as exc:
-                    record = _record(item, config, status="failed", stage="judge", reason=failure_reason(exc))
-                    prov = {"judge_seconds": time.perf_counter() - started}
-                    result.failed += 1
-                record["image"] = str(image.relative_to(run_dir))
-                record["provenance"] = {**provenance_base, **gen_provenance.get((item.category, item.key), {}), **prov}
+    seconds: list[float] = []
+    if not to_draw:
+        return seconds
+    drawer = methods_mod.Drawer.prepare(
+        config.method,
+        config.model,
+        config.revision,
+        manager,
+        config.steps,
+        config.guidance,
+        config.method_options,
+        work_dir=run_dir / "method" / config.method,
+        plans=run.plans,
+        refused=run.refused,
+    )
+    with progress(f"generating ({config.method})", total=len(to_draw)) as bar:
+        for item in to_draw:
+            manager.reset_peak_memory()
+            try:
+                with manager.timed() as t:
+                    made = drawer.draw(item.prompt, item.seed)
+                where = {"category": item.category, "prompt_index": item.prompt_index, "image_index": item.image_index}
+                with contextlib.suppress(FileExistsError):  # drawn meanwhile by another process
+                    drawer.write(made, item.image_path(run_dir, config.method), where)
+                seconds.append(t["seconds"])
+                run.gen_provenance[(item.category, item.key)] = {
+                    "generate_seconds": t["seconds"],
+                    "peak_memory_bytes": manager.peak_memory_bytes(),
+                }
+                result.generated += 1
+            except Exception as exc:  # any per-item failure is recorded, the run goes on
+                manager.free_memory()
+                record = _record(item, config, status="failed", stage="generate", reason=failure_reason(exc))
+                record["provenance"] = _provenance_base(run)
                 write_result(item.result_path(run_dir), record, replace=config.retry_failed)
-                bar.advance(status=f"{item.category} {item.key}")
-
-    result.timing = {
-        "generate_seconds_per_image": (sum(gen_seconds) / len(gen_seconds)) if gen_seconds else None,
-        "judge_seconds_per_image": (sum(judge_seconds) / len(judge_seconds)) if judge_seconds else None,
-        "peak_memory_bytes": max((p["peak_memory_bytes"] or 0 for p in gen_provenance.values()), default=0) or None,
-    }
-    _log_timing(result)
-    state.wait_for_everyone()
-    if state.is_main_process:
-        result.summary_path, result.summary = write_summary(run_dir)
-        print_table([result.summary], None, definition)
-        overall = result.summary["overall"]
-        if overall["ok"] == 0 and overall["failed"]:
-            first = result.summary["failures"][0]
-            error = RareError(
-                f"every item failed ({overall['failed']} of {overall['expected'] or overall['failed']}); "
-                f"first, at {first['stage']}: {first['reason']}",
-                hint="fix the cause, then run again with --retry-failed",
-            )
-            error.written = [result.summary_path]
-            raise error
-    return result
+                run.failed_keys.add((item.category, item.key))
+                result.failed += 1
+            bar.advance(status=f"{item.category} {item.key}")
+    del drawer
+    if run.judge_kind.uses_device:
+        MODEL_CACHE.clear()  # frees the diffusion model before the judge loads
+    return seconds
 
 
-def _record(item: Item, config: RunConfig, status: str, stage: str | None = None, reason: str | None = None) -> dict:
+def _judge(run: _Run, todo: list[WorkItem], result: RunResult) -> list[float]:
+    """Phase 2: judge every image that has no result yet."""
+    config, run_dir = run.config, run.run_dir
+    to_judge = [item for item in todo if (item.category, item.key) not in run.failed_keys]
+    seconds: list[float] = []
+    if not to_judge:
+        return seconds
+    judge = run.judge or judges_mod.build(
+        config.judge, config.judge_model, run.definition, run.manager, config.base_url, run.protocol
+    )
+    with progress(f"judging ({config.judge})", total=len(to_judge)) as bar:
+        for item in to_judge:
+            image = item.image_path(run_dir, config.method)
+            started = time.perf_counter()
+            try:
+                verdict = judge(image, item.prompt)
+                record = _record(item, config, status="ok")
+                record["score"] = verdict.score
+                record["judge"] = {"name": config.judge, **verdict.raw}
+                prov = {"judge_seconds": time.perf_counter() - started, "judge_cached": verdict.cached}
+                prov["judge_attempts"] = verdict.attempts
+                seconds.append(prov["judge_seconds"])
+                result.judged += 1
+            except Exception as exc:
+                record = _record(item, config, status="failed", stage="judge", reason=failure_reason(exc))
+                prov = {"judge_seconds": time.perf_counter() - started}
+                result.failed += 1
+            record["image"] = str(image.relative_to(run_dir))
+            generated = run.gen_provenance.get((item.category, item.key), {})
+            record["provenance"] = {**_provenance_base(run), **generated, **prov}
+            write_result(item.result_path(run_dir), record, replace=config.retry_failed)
+            bar.advance(status=f"{item.category} {item.key}")
+    return seconds
+
+
+def _summarise(run: _Run, result: RunResult) -> None:
+    """The main process merges every item into summary.json and prints the table; a run where every item
+    failed is an error that names the first failure."""
+    result.summary_path, result.summary = write_summary(run.run_dir)
+    print_table([result.summary], None, run.definition)
+    overall = result.summary["overall"]
+    if overall["ok"] == 0 and overall["failed"]:
+        first = result.summary["failures"][0]
+        error = RareError(
+            f"every item failed ({overall['failed']} of {overall['expected'] or overall['failed']}); "
+            f"first, at {first['stage']}: {first['reason']}",
+            hint="fix the cause, then run again with --retry-failed",
+        )
+        error.written = [result.summary_path]
+        raise error
+
+
+def _record(item: WorkItem, config: RunConfig, status: str, stage: str | None = None, reason: str | None = None) -> dict:
     record: dict[str, Any] = {
         "schema": SCHEMA,
         "category": item.category,
@@ -345,7 +380,6 @@ def _record(item: Item, config: RunConfig, status: str, stage: str | None = None
 
 
 def _log_timing(result: RunResult) -> None:
-
     t = result.timing
     parts = [f"process {result.process_index + 1}/{result.num_processes}:"]
     if result.generated:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from rarecli.cli._method_flags import method_defaults
 from rarecli.cli._options import (
     MAX_GUIDANCE,
     T5,
@@ -25,80 +26,88 @@ from rarecli.cli._options import (
 from rarecli.cli._output import Output
 from rarecli.cli._run import command, group
 from rarecli.errors import InputError
+from rarecli.methods import registry
 
 _GEN = "Generation"
 _JUDGE = "Judge"
 
 
-class Protocol(StrEnum):
+class ProtocolChoice(StrEnum):
     rare = "rare"
     paper = "paper"
 
 
-class Plans(StrEnum):
+class PlansChoice(StrEnum):
     llm = "llm"
     authors = "authors"
 
 
-class Schedule(StrEnum):
+class ScheduleChoice(StrEnum):
     rare = "rare"
     authors = "authors"
 
 
+# The flags `rare bench` keeps for options of one method or another (each is also `--set NAME=VALUE`).
+_OPTION_FLAGS = ("gamma", "schedule", "masks", "detector", "segmenter")
+
+
 def _method_options(
     method: str,
-    plans: Plans,
-    schedule: Schedule | None,
-    llm_backend: str,
-    llm_model: str | None,
-    llm_base_url: str | None,
+    plans: PlansChoice,
+    llm: dict[str, Any],
     refs_root: Path | None,
-    t5: bool | None = None,
-    masks: Masks | None = None,
-    detector: str | None = None,
-    segmenter: str | None = None,
-    gamma: float | None = None,
+    t5: bool | None,
+    flags: dict[str, Any],
+    settings: list[str],
+    defaults: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What the run's config records as the method's settings (part of its identity)."""
-    loading = {"t5": t5} if t5 is not None else {}
-    if method not in ("r2f", "r2f-plus", "aapb") and plans is not Plans.llm:
-        raise InputError("--plans is R2F's, R2F+'s and AAPB's", hint="use it with --method r2f, r2f-plus or aapb")
-    if method != "aapb" and gamma is not None:
-        raise InputError("--gamma is AAPB's anchor weight", hint="use it with --method aapb")
-    if method != "r2f" and schedule is not None:
-        raise InputError("--schedule is R2F's", hint="use it with --method r2f")
-    if method != "r2f-plus" and (masks is not None or detector or segmenter):
-        raise InputError("--masks, --detector and --segmenter are R2F+'s", hint="use them with --method r2f-plus")
-    if method in ("seedselect", "nao-seedselect"):
-        return {"refs_root": str(refs_root.resolve()) if refs_root else None, **loading}
-    if method == "r2f-plus":
-        planning: dict[str, Any] = (
-            {"plans": "authors"}
-            if plans is Plans.authors
-            else {"llm_backend": llm_backend, "llm_model": llm_model, "llm_base_url": llm_base_url}
-        )
-        chosen = {"masks": masks.value if masks is not None else "boxes", "detector": detector, "segmenter": segmenter}
-        return {**planning, **{k: v for k, v in chosen.items() if v is not None}, **loading}
-    if method == "aapb":
-        planning = (
-            {"plans": "authors"}
-            if plans is Plans.authors
-            else {"llm_backend": llm_backend, "llm_model": llm_model, "llm_base_url": llm_base_url}
-        )
-        return {**planning, **({"gamma": gamma} if gamma is not None else {}), **loading}
-    if method != "r2f":
-        return loading
-    rule = schedule.value if schedule is not None else ("authors" if plans is Plans.authors else "rare")
-    options: dict[str, Any] = (
-        {"plans": "authors"}
-        if plans is Plans.authors
-        else {"llm_backend": llm_backend, "llm_model": llm_model, "llm_base_url": llm_base_url}
-    )
-    # Only a non-default rule is recorded, so runs made before there was a choice keep their identity.
-    return {**options, **({"schedule": rule} if rule != "rare" else {}), **loading}
+    """What the run's config records as the method's settings (part of its identity): where its plans
+    or references come from, and its options that were set (by a flag or `--set NAME=VALUE`), checked
+    and typed by the method's options class."""
+    spec = registry.spec(method, "RareBench")
+    names = spec.options.names()
+    given: dict[str, Any] = dict(defaults or {})  # the config file's `methods:` section
+    for name, value in flags.items():
+        if value is None:
+            continue
+        if name not in names:
+            owners = [s.name for s in registry.METHODS.values() if name in s.options.names()]
+            flag = "--" + name.replace("_", "-")
+            raise InputError(f"{flag} is not an option of {method}", hint=f"use it with --method {' or '.join(owners)}")
+        given[name] = value.value if isinstance(value, StrEnum) else value
+    given.update(_settings(settings))
+    checked = spec.parse(given, text=True)  # unknown names, types and bounds: refused here, once
+    given = {name: getattr(checked, name) for name in given}
+    if plans is PlansChoice.authors and spec.authors_plans is None:
+        raise InputError(f"--plans authors replays published plans; {method} has none", hint="use --plans llm")
+    recorded: dict[str, Any] = {}
+    if spec.needs_refs:
+        recorded["refs_root"] = str(refs_root.resolve()) if refs_root else None
+    if spec.plan_kind is not None:
+        recorded.update({"plans": "authors"} if plans is PlansChoice.authors else llm)
+        # The authors' plans are replayed with their step rule unless one is chosen. Only a non-default rule
+        # is recorded, so runs made before there was a choice keep their identity.
+        if "schedule" in names and plans is PlansChoice.authors and "schedule" not in given:
+            given["schedule"] = "authors"
+        if given.get("schedule") == "rare":
+            del given["schedule"]
+    if "masks" in names:
+        given.setdefault("masks", "boxes")
+    return {**recorded, **given, **({"t5": t5} if t5 is not None else {})}
+
+
+def _settings(settings: list[str]) -> dict[str, str]:
+    out = {}
+    for setting in settings:
+        name, sep, value = setting.partition("=")
+        if not sep or not name.strip():
+            raise InputError(f"--set takes NAME=VALUE (got {setting!r})", hint="e.g. --set iters=10")
+        out[name.strip().replace("-", "_")] = value.strip()
+    return out
 
 
 def rarebench(
+    ctx: typer.Context,
     out: Annotated[
         Path,
         typer.Option(
@@ -109,11 +118,21 @@ def rarebench(
         str,
         typer.Option(
             "--method",
-            help="sd (plain sampling), r2f, r2f-plus (R2F+, SD3 only), aapb (AAPB, CVPR 2026: the plan's most "
-            "frequent prompt blended into the target's guidance; SD3, SDXL, SD), seedselect or nao-seedselect.",
+            help="A registered method; `rare methods` lists them with their options and model families: "
+            + ", ".join(registry.METHODS) + ".",
             rich_help_panel=_GEN,
         ),
-    ] = "sd",
+    ] = registry.PLAIN.name,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="NAME=VALUE",
+            help="A method option (repeatable), e.g. --set iters=10 for seedselect; checked by the method and "
+            "recorded in the run's identity. `rare methods` lists each method's options.",
+            rich_help_panel=_GEN,
+        ),
+    ] = None,
     model: Model = "stabilityai/stable-diffusion-3-medium-diffusers",
     revision: Revision = None,
     categories: Annotated[
@@ -156,7 +175,7 @@ def rarebench(
         typer.Option("--llm-base-url", help="r2f planner: OpenAI-compatible server URL.", rich_help_panel=_GEN),
     ] = None,
     plans: Annotated[
-        Plans,
+        PlansChoice,
         typer.Option(
             "--plans",
             help="r2f, r2f-plus, aapb: llm plans each prompt with --llm-backend (cached on disk); authors replays "
@@ -165,7 +184,7 @@ def rarebench(
             "plan our checks refuse fails its items.",
             rich_help_panel=_GEN,
         ),
-    ] = Plans.llm,
+    ] = PlansChoice.llm,
     gamma: Annotated[
         float | None,
         typer.Option(
@@ -177,7 +196,7 @@ def rarebench(
         ),
     ] = None,
     schedule: Annotated[
-        Schedule | None,
+        ScheduleChoice | None,
         typer.Option(
             "--schedule",
             help="r2f step rule: rare (ours: sorted, scaled to --steps) or authors (theirs, quirks included). "
@@ -216,12 +235,13 @@ def rarebench(
         str,
         typer.Option(
             "--judge",
-            help="gpt-4o (the paper's protocol; OPENAI_API_KEY) or clipscore (offline).",
+            help="gpt-4o (the paper's protocol; OPENAI_API_KEY) or clipscore (offline); `rare bench judges` "
+            "lists every registered judge.",
             rich_help_panel=_JUDGE,
         ),
     ] = "gpt-4o",
     protocol: Annotated[
-        Protocol,
+        ProtocolChoice,
         typer.Option(
             "--protocol",
             help="rare (default): our rubric, temperature 0 and a validated JSON score, so reruns agree; its "
@@ -229,7 +249,7 @@ def rarebench(
             "pinned commit, fetched and verified; temperature 1, a free-text score 0-5): compare with --anchors.",
             rich_help_panel=_JUDGE,
         ),
-    ] = Protocol.rare,
+    ] = ProtocolChoice.rare,
     judge_model: Annotated[
         str | None,
         typer.Option(
@@ -299,8 +319,14 @@ def rarebench(
             offload=offload,
             protocol=protocol.value,
             method_options=_method_options(
-                method, plans, schedule, llm_backend, llm_model, llm_base_url, refs_root, t5, masks, detector, segmenter,
-                gamma,
+                method,
+                plans,
+                {"llm_backend": llm_backend, "llm_model": llm_model, "llm_base_url": llm_base_url},
+                refs_root,
+                t5,
+                {"gamma": gamma, "schedule": schedule, "masks": masks, "detector": detector, "segmenter": segmenter},
+                settings or [],
+                method_defaults(ctx, method),
             ),
         )
     )
@@ -334,6 +360,20 @@ def report(
     return Output(document, [*result.summary_paths, *([result.plot] if result.plot else [])])
 
 
+def judges(json_out: Json = False) -> Output:
+    """List the registered judges: name, the protocols each judges under, and what it needs.
+
+    Prints one line per judge (NAME: summary), or with --json every judge.
+    """
+    from rarecli.bench.judges import JUDGES
+
+    document = [
+        {"name": k.name, "summary": k.summary, "protocols": list(k.protocols), "online": k.online}
+        for k in JUDGES.values()
+    ]
+    return Output(document, [f"{k.name}: {k.summary} (protocols: {', '.join(k.protocols)})" for k in JUDGES.values()])
+
+
 def register(app: typer.Typer) -> None:
     bench = group("bench", "Benchmarks: RareBench (R2F, ICLR 2025).")
     command(
@@ -343,4 +383,5 @@ def register(app: typer.Typer) -> None:
         "rare bench rarebench --out runs/tiny --model tiny-sd --judge clipscore --judge-model tiny-clip --data DIR",
     )(rarebench)
     command(bench, "report", example="rare bench report runs/sd3 runs/r2f --anchors --plot compare.png")(report)
+    command(bench, "judges", example="rare bench judges --json", no_args_is_help=False)(judges)
     app.add_typer(bench, name="bench")
