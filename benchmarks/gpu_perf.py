@@ -232,10 +232,10 @@ def sd3_costs(models: dict, device: str, dtype: str, size: int, steps: int, roun
     from diffusers import StableDiffusion3Pipeline
 
     from rarecli.backbones.loading import resolve
-    from rarecli.llm.plus_schema import PlusPlan
     from rarecli.llm.schema import Concept, Plan
     from rarecli.methods import registry
     from rarecli.methods.protocol import MethodContext, Request
+    from rarecli.methods.r2f_plus.schema import PlusPlan
     from rarecli.runtime.device import DeviceManager, torch_dtype
 
     manager = DeviceManager(device, dtype)

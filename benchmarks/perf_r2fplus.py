@@ -37,12 +37,12 @@ def main() -> None:
 
     from rarecli.backbones.families import family_of
     from rarecli.backbones.loading import latent_shape, load_pipeline
-    from rarecli.llm.plus_schema import PlusObject, PlusPlan
     from rarecli.llm.schema import Concept, Plan
-    from rarecli.methods.r2f.plus_masks import BoxMasker
-    from rarecli.methods.r2f.plus_sampler import PlusSettings, Trace, sample_plus
     from rarecli.methods.r2f.sampler import encode_schedule, sample_r2f
     from rarecli.methods.r2f.schedule import build_schedule
+    from rarecli.methods.r2f_plus.masks import BoxMasker
+    from rarecli.methods.r2f_plus.sampler import PlusSettings, Trace, sample_plus
+    from rarecli.methods.r2f_plus.schema import PlusObject, PlusPlan
     from rarecli.runtime.device import DeviceManager
     from rarecli.seeds.noise import noise_from_seed
 

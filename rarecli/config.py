@@ -11,6 +11,9 @@ section per command (nested for groups), e.g.::
     r2f:
       generate:
         steps: 28
+    methods:            # each method's options, wherever it runs (flags and sections above win)
+      seedselect:
+        iters: 10
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 from rarecli.errors import RareError
 from rarecli.io.inputs import read_text
+from rarecli.methods import registry
 
 MAX_CONFIG_BYTES = 2**20
 
@@ -126,7 +130,32 @@ def default_map(command: Any, config: dict[str, Any], path: Path | str = "config
             out[name] = build(sub, section.get(name) or {}, [*where, name], shared)
         return out
 
+    config = {k: v for k, v in config.items() if k != METHODS_SECTION}  # read by `method_sections`
     return build(command, config, [], {})
+
+
+METHODS_SECTION = "methods"
+
+
+def method_sections(config: dict[str, Any], path: Path | str = "config") -> dict[str, dict[str, Any]]:
+    """The config file's `methods:` section: each registered method's options, checked by the method's
+    own options class (a RareError names the file and the setting)."""
+    section = config.get(METHODS_SECTION) or {}
+    if not isinstance(section, dict):
+        raise RareError(f"config file {path}: `{METHODS_SECTION}` must be a section: method names to their options")
+    out = {}
+    for name, values in section.items():
+        where = f"{METHODS_SECTION}.{name}"
+        if str(name) not in registry.METHODS:
+            raise RareError(f"config file {path}: unknown method `{where}`", hint=_suggest(name, registry.METHODS))
+        if not isinstance(values, dict):
+            raise RareError(f"config file {path}: `{where}` must be a section: option names to values")
+        try:
+            checked = registry.spec(str(name)).parse({str(k).replace("-", "_"): v for k, v in values.items()})
+        except RareError as exc:
+            raise RareError(f"config file {path}: `{where}`: {exc}", hint=exc.hint) from None
+        out[str(name)] = {str(k).replace("-", "_"): getattr(checked, str(k).replace("-", "_")) for k in values}
+    return out
 
 
 def _suggest(key: Any, known: Any) -> str | None:

@@ -338,7 +338,7 @@ def test_seedselect_method_uses_per_prompt_references_and_records_missing_ones(d
     """--method seedselect: references come from --refs-root/<prompt slug>; a prompt without a folder
     is recorded as failed with that reason, and the run goes on."""
     from rarecli.io.naming import slugify
-    from rarecli.methods.demo_refs import render_refs
+    from tests.demo_refs import render_refs
 
     refs_root = tmp_path / "refs"
     render_refs(refs_root / slugify("a frog with fur"))  # S-property's first prompt; M-and's has none

@@ -1,4 +1,4 @@
-"""Exit codes and error lines follow DESIGN.md: 0 ok, 1 handled, 2 usage, 130 interrupted."""
+"""Exit codes and error lines follow docs/architecture.md: 0 ok, 1 handled, 2 usage, 130 interrupted."""
 
 from __future__ import annotations
 

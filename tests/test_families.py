@@ -1,11 +1,14 @@
-"""The model-family table: the one place that says which family a method supports and what it defaults to."""
+"""The model-family table (what a family is and defaults to), the checkpoint table (what a known checkpoint
+needs), and which families a method supports (each method's own fact, read through the registry)."""
 
 from __future__ import annotations
 
 import pytest
 
-from rarecli.backbones.families import FAMILIES, family_of, pipelines_for, sampler_label
+from rarecli.backbones.checkpoints import identify
+from rarecli.backbones.families import FAMILIES, family_of, sampler_label
 from rarecli.errors import InputError
+from rarecli.methods.registry import pipelines_for
 
 
 def test_method_support_is_read_from_the_table():
@@ -17,7 +20,9 @@ def test_method_support_is_read_from_the_table():
 def test_a_family_is_found_by_class_or_key_and_an_unknown_one_is_named():
     assert family_of("sd3") is family_of("StableDiffusion3Pipeline")
     assert family_of("sd3").guidance == 7.0 and family_of("sdxl").guidance == 5.0 and family_of("sd").guidance == 7.5
-    assert family_of("flux") is family_of("FluxPipeline") and family_of("flux").r2f_steps == 4
+    # R2F's 4 steps on FLUX are FLUX.1-schnell's, a checkpoint's fact (FLUX.1-dev is a FluxPipeline too).
+    schnell = identify("black-forest-labs/FLUX.1-schnell", "FluxPipeline", {})
+    assert family_of("flux") is family_of("FluxPipeline") and schnell.r2f_steps == 4
     with pytest.raises(InputError, match="KandinskyPipeline is not a model family") as info:
         family_of("KandinskyPipeline")
     assert "StableDiffusion3Pipeline" in info.value.hint

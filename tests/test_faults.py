@@ -35,7 +35,7 @@ def _rare(args: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def refs(tmp_path_factory) -> Path:
-    from rarecli.methods.demo_refs import render_refs
+    from tests.demo_refs import render_refs
 
     folder = tmp_path_factory.mktemp("refs")
     render_refs(folder, seeds=(1, 2))

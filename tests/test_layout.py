@@ -1,4 +1,4 @@
-"""The architecture, checked (DESIGN.md): layers, no import cycles, dependencies at the top of each module,
+"""The architecture, checked (docs/architecture.md): layers, no import cycles, dependencies at the top of each module,
 small modules, one writer of generated images, one table of model families."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from rarecli.llm.plus_schema import PlusObject, PlusPlan
+from rarecli.methods.r2f_plus.schema import PlusObject, PlusPlan
 from tests.conftest import rare_cmd
 
 LION = PlusObject("#1", "a spotted lion", "#1 lounging", ("a spotted animal", "a spotted cat"), (1, 2),
@@ -28,8 +28,8 @@ def sd3():
 
 def _run(sd3, steps, **trace_kw):
     from rarecli.backbones.loading import latent_shape
-    from rarecli.methods.r2f.plus_masks import BoxMasker
-    from rarecli.methods.r2f.plus_sampler import PlusSettings, Trace, sample_plus
+    from rarecli.methods.r2f_plus.masks import BoxMasker
+    from rarecli.methods.r2f_plus.sampler import PlusSettings, Trace, sample_plus
 
     trace = Trace(**trace_kw)
     made = sample_plus(sd3, PLAN, 0, latent_shape(sd3.ref), PlusSettings.for_steps(steps, 7.0), BoxMasker(), trace)
@@ -60,7 +60,8 @@ def test_each_step_receives_the_phrases_worked_out_by_hand(sd3):
 def test_box_guidance_moves_each_objects_attention_into_its_box(sd3):
     import torch
 
-    from rarecli.methods.r2f.plus_attention import (
+    from rarecli.methods.r2f.sampler import encode
+    from rarecli.methods.r2f_plus.attention import (
         attention_share,
         guide,
         object_maps,
@@ -69,8 +70,7 @@ def test_box_guidance_moves_each_objects_attention_into_its_box(sd3):
         slot_tokens,
         token_grid,
     )
-    from rarecli.methods.r2f.plus_sampler import PlusSettings
-    from rarecli.methods.r2f.sampler import encode
+    from rarecli.methods.r2f_plus.sampler import PlusSettings
     from rarecli.seeds.noise import noise_from_seed
 
     pipe = sd3.pipe
@@ -128,7 +128,7 @@ def test_fusion_pastes_each_objects_latent_inside_its_mask_and_nothing_outside(s
 
 @pytest.fixture(scope="module")
 def masker():
-    from rarecli.methods.r2f.plus_detect import DetectorMasker
+    from rarecli.methods.r2f_plus.detect import DetectorMasker
     from rarecli.runtime.device import DeviceManager
 
     return DetectorMasker("tiny-grounding-dino", "tiny-sam", DeviceManager("cpu", "fp32"), 0.3)

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from rarecli.errors import InputError
-from rarecli.llm.plus_schema import PlusPlan, from_authors
+from rarecli.methods.r2f_plus.schema import PlusPlan, from_authors
 
 # The shape of one of the authors' stored GPT-4o answers (rarebench_multi_2relation), two objects.
 AUTHORS = {
@@ -70,8 +70,8 @@ def test_a_broken_plan_is_refused_in_one_line_naming_the_field(edit, field):
 
 
 def test_each_slot_receives_the_phrase_the_rule_gives_at_each_step():
-    from rarecli.llm.plus_schema import PlusObject, PlusPlan
-    from rarecli.methods.r2f.plus_schedule import fill, plan_schedule
+    from rarecli.methods.r2f_plus.schedule import fill, plan_schedule
+    from rarecli.methods.r2f_plus.schema import PlusObject, PlusPlan
 
     lion = PlusObject("#1", "a spotted lion", "#1 lounging", ("a spotted animal", "a spotted cat"), (1, 2),
                       (0.2, 0.5, 0.7, 0.8))  # fmt: skip

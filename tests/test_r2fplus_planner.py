@@ -13,9 +13,9 @@ from rarecli.errors import InputError
 from rarecli.io.images import read_metadata
 from rarecli.llm.answers import InvalidAnswer
 from rarecli.llm.planner import Planner, load_template
-from rarecli.llm.plus_answer import R2F_PLUS, answer_schema, constraint, parse_answer
-from rarecli.llm.plus_schema import PlusPlan
 from rarecli.llm.schema import validate
+from rarecli.methods.r2f_plus.answer import R2F_PLUS, answer_schema, constraint, parse_answer
+from rarecli.methods.r2f_plus.schema import PlusPlan
 from tests.conftest import rare_cmd
 from tests.tiny_gguf import write_tiny_llama
 
@@ -236,7 +236,7 @@ def test_openai_backend_asks_under_the_strict_answer_schema_and_retries_with_the
 
 
 def test_the_plan_documents_json_schema_agrees_with_the_checks(tmp_path):
-    from rarecli.llm.plus_schema import plan_schema
+    from rarecli.methods.r2f_plus.schema import plan_schema
 
     schema = plan_schema()
     assert validate(GOOD, schema) == [] and PlusPlan.from_json(GOOD).to_json() == GOOD

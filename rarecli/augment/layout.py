@@ -36,7 +36,7 @@ SUMMARY = "summary.json"
 
 
 @dataclass(frozen=True)
-class Item:
+class DatasetItem:
     cls: ClassFolder
     index: int  # image `index` of its class
     seed: int

@@ -31,7 +31,7 @@ from rarecli.augment.layout import (
     MANIFEST,
     SCHEMA,
     SUMMARY,
-    Item,
+    DatasetItem,
     failures_path,
     manifest_text,
     remove_partial_files,
@@ -41,7 +41,9 @@ from rarecli.io.atomic import check_writable, write_text_replace
 from rarecli.io.inputs import png_is_complete, read_text
 from rarecli.log import info, progress, warn
 from rarecli.methods import registry
-from rarecli.methods.output import write_generated
+from rarecli.methods.driver import Driver
+from rarecli.methods.options import MethodOptions
+from rarecli.methods.output import Written, write_generated
 from rarecli.methods.protocol import MethodContext, Request
 from rarecli.runtime.device import DeviceManager
 from rarecli.runtime.distributed import main_first, process_state
@@ -53,7 +55,7 @@ COMMAND = "augment"
 class AugmentConfig:
     root: Path
     out: Path
-    method: str = "seedselect"
+    method: str = registry.SEEDSELECT.name
     per_class: int = 10
     classes: list[str] | None = None
     only_below: int | None = None
@@ -63,7 +65,8 @@ class AugmentConfig:
     steps: int | None = None  # SeedSelect: inner DDIM steps; sd: sampling steps (None: the default)
     guidance: float | None = None
     seed: int = 0
-    options: Mapping[str, Any] = field(default_factory=dict)  # the method's own (iters, lr, nao_starts, ...)
+    # The method's own options (iters, lr, nao_starts, ...): by name, or its options class's instance.
+    options: Mapping[str, Any] | MethodOptions = field(default_factory=dict)
     force: bool = False
     device: str = "auto"
     dtype: str = "auto"
@@ -105,7 +108,9 @@ def check_template(template: str) -> None:
         )
 
 
-def _identity(config: AugmentConfig, names_from: dict[str, Any], dtype: str) -> dict[str, Any]:
+def _identity(
+    config: AugmentConfig, options: MethodOptions, names_from: dict[str, Any], dtype: str
+) -> dict[str, Any]:
     # What makes image i of a class what it is. Not the class list, --only-below or --per-class: a later
     # run may add classes or images to the same dataset.
     return {
@@ -115,7 +120,7 @@ def _identity(config: AugmentConfig, names_from: dict[str, Any], dtype: str) -> 
         "steps": config.steps,
         "guidance": config.guidance,
         "dtype": dtype,
-        "options": dict(sorted(config.options.items())),
+        "options": dict(sorted(options.as_dict().items())),
         "seed_policy": {"rule": "image i of every class uses seed base + i", "base": config.seed},
         "prompt_template": config.prompt_template,
         "class_names": names_from,
@@ -130,7 +135,7 @@ def run_augment(config: AugmentConfig) -> AugmentResult:
     if config.only_below is not None and config.only_below < 1:
         raise InputError(f"--only-below must be at least 1 (got {config.only_below})")
     method = registry.get(config.method, "rare augment")
-    method.check(config.options)
+    options = method.check(config.options)
     root = read_root(config.root)
     chosen, left_out = select(root, config.classes, config.only_below)
     dataset = Path(config.out)
@@ -144,7 +149,7 @@ def run_augment(config: AugmentConfig) -> AugmentResult:
     manager = DeviceManager(device, config.dtype, offload=config.offload)
     document = {
         "schema": SCHEMA,
-        "identity": _identity(config, root.names_from, manager.dtype),
+        "identity": _identity(config, options, root.names_from, manager.dtype),
         "root": str(root.path.resolve()),
         "rare_version": __version__,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -197,7 +202,7 @@ def _generate(config, method, chosen, dataset, manager, state, result) -> None:
             c, exc, n = unnamed[cls.folder]
             unnamed[cls.folder] = (c, exc, n + 1)
             continue
-        path = Item(cls, i, config.seed + i, prompts[cls.folder]).path(dataset, config.method)
+        path = DatasetItem(cls, i, config.seed + i, prompts[cls.folder]).path(dataset, config.method)
         if png_is_complete(path):
             result.skipped += 1
             continue
@@ -214,9 +219,9 @@ def _generate(config, method, chosen, dataset, manager, state, result) -> None:
     if not total:
         return
     context = MethodContext(
-        config.model, config.revision, manager, config.steps, config.guidance, dict(config.options), command=COMMAND
+        config.model, config.revision, manager, config.steps, config.guidance, method.check(config.options), command=COMMAND
     )
-    prepared = method.prepare(context)
+    driver = Driver.prepare(method, context)
     seconds: list[float] = []
     class_seconds: dict[str, float] = {}
     with progress("classes", total=len(todo)) as class_bar, progress("images", total=total) as image_bar:
@@ -232,12 +237,12 @@ def _generate(config, method, chosen, dataset, manager, state, result) -> None:
             )
             started = last = time.perf_counter()
             try:
-                for made in prepared.generate(request):
-                    if made.interrupted:  # a seed cut short is not the item: a re-run makes it whole
-                        warn("interrupted: the images in progress are not kept; run the same command to resume")
-                        raise KeyboardInterrupt
-                    item = Item(cls, made.index, made.seed, prompt)
-                    _write(made, item, dataset, config.method, result)
+                # A seed cut short is not the item (keep_interrupted=False): a re-run makes it whole.
+                write = lambda made, cls=cls, prompt=prompt: _write(  # noqa: E731
+                    made, DatasetItem(cls, made.index, made.seed, prompt), dataset, config.method, result
+                )
+                for drawn in driver.run(request, write, keep_interrupted=False):
+                    made = drawn.made
                     now = time.perf_counter()
                     seconds.append(now - last)
                     last = now
@@ -257,7 +262,7 @@ def _generate(config, method, chosen, dataset, manager, state, result) -> None:
     _log_timing(result)
 
 
-def _write(made, item: Item, dataset: Path, method: str, result: AugmentResult) -> None:
+def _write(made, item: DatasetItem, dataset: Path, method: str, result: AugmentResult) -> Written | None:
     provenance = made.provenance
     provenance.extra = {
         **provenance.extra,
@@ -270,8 +275,9 @@ def _write(made, item: Item, dataset: Path, method: str, result: AugmentResult) 
             made.image, provenance, path=path, seed_tensor=made.seed_tensor, run_record=made.run_record
         )
     except FileExistsError:
-        return  # made meanwhile by another process of the same run
+        return None  # made meanwhile by another process of the same run
     result.written.append(written.image)
+    return written
 
 
 def _fail(result: AugmentResult, cls: ClassFolder, exc: BaseException, images: int, hint: str | None = None) -> None:

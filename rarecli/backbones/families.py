@@ -1,8 +1,9 @@
-"""Model families: the one place for per-family facts (defaults, sampler, latent shape, R2F level
-table, precision policy, and which methods support a family).
+"""Model families: the one place for what a family is (defaults, sampler, latent shape, text encoders,
+R2F level table, precision policy).
 
 A family is a diffusers pipeline class. Every command looks its facts up here, so a new family is added
-by one entry, and a method that does not support it says so before any work.
+by one entry. Which methods run on a family is each method's own fact (`MethodSpec.families`); what a
+particular checkpoint of a family needs is in `rarecli.backbones.checkpoints`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,12 @@ class Family:
     denoiser: str  # subfolder holding the denoiser config (its sample_size and in_channels give the seed shape)
     guidance: float  # the CFG the papers sample this family with
     steps: int  # the pipeline's own default number of steps (plain sampling's default)
-    methods: frozenset[str]  # methods that support the family (see rarecli.methods.registry)
+    # Its text encoders (SD: CLIP; SDXL: two CLIPs; SD3: two CLIPs and T5; FLUX: CLIP and T5), which decides
+    # how its pipeline's `encode_prompt` is called (`rarecli.backbones.encoding`).
+    text_encoders: int = 1
+    # Whether it samples with classifier-free guidance (FLUX.1 is guidance-distilled: no unconditional
+    # prediction, so methods that blend guidance cannot run on it).
+    cfg: bool = True
     # R2F (Park et al., ICLR 2025): visual-detail level -> the step at which the frequent stand-in stops
     # guiding, at 50 steps. SD3 and SDXL are the paper's tables. SD 1.x/2.x is not covered by the paper;
     # it uses the SDXL table, since both are UNet, epsilon-prediction latent models sampled on a similar
@@ -55,8 +61,6 @@ class Family:
     max_sequence_length: int | None = None
     # Components that hold a T5 encoder the pipeline can run without (`--no-t5`): SD3's third encoder.
     optional_t5: tuple[str, ...] = ()
-    # R2F's default step count (the paper samples 50; the authors' FLUX.1-schnell runs 4).
-    r2f_steps: int = 50
     # FLUX: the pipeline takes its latents packed in 2x2 patches, (batch, tokens, 4 * channels); the seed
     # stays (channels, h, w), and its channels are the VAE's latent channels.
     packed_latents: bool = False
@@ -111,7 +115,6 @@ FAMILIES: dict[str, Family] = {
             denoiser="unet",
             guidance=7.5,
             steps=50,
-            methods=frozenset({"sd", "r2f", "aapb", "seedselect", "nao-seedselect"}),
             r2f_level_stops=(0, 3, 5, 10, 20, 30),
             dtype=SD_DTYPE,
         ),
@@ -122,9 +125,9 @@ FAMILIES: dict[str, Family] = {
             denoiser="unet",
             guidance=5.0,
             steps=50,
-            methods=frozenset({"sd", "r2f", "aapb"}),
             r2f_level_stops=(0, 3, 5, 10, 20, 30),
             pooled_embeds="add_text_embeds",
+            text_encoders=2,
             r2f_scheduler=("DPMSolverMultistepScheduler", {"use_karras_sigmas": True, "algorithm_type": "dpmsolver++"}),
             dtype=SDXL_DTYPE,
         ),
@@ -135,9 +138,9 @@ FAMILIES: dict[str, Family] = {
             denoiser="transformer",
             guidance=7.0,
             steps=28,
-            methods=frozenset({"sd", "r2f", "r2f-plus", "aapb"}),
             r2f_level_stops=(0, 5, 10, 20, 30, 40),
             pooled_embeds="pooled_prompt_embeds",
+            text_encoders=3,
             max_sequence_length=77,
             optional_t5=("text_encoder_3", "tokenizer_3"),
             dtype=SD3_DTYPE,
@@ -150,9 +153,9 @@ FAMILIES: dict[str, Family] = {
             # The pipeline's default; FLUX.1-schnell (no guidance embedding) ignores it, and there is no CFG.
             guidance=3.5,
             steps=28,
-            methods=frozenset({"sd", "r2f"}),
             max_sequence_length=512,
-            r2f_steps=4,
+            cfg=False,
+            text_encoders=2,
             packed_latents=True,
             native_size=1024,
             dtype=FLUX_DTYPE,
@@ -176,11 +179,6 @@ def family_of(name: str) -> Family:
             hint="rare supports " + ", ".join(f"{f.label} ({f.pipeline})" for f in FAMILIES.values()),
         )
     return family
-
-
-def pipelines_for(method: str) -> frozenset[str]:
-    """The pipeline classes `method` supports."""
-    return frozenset(f.pipeline for f in FAMILIES.values() if method in f.methods)
 
 
 # Scheduler class -> the name A1111-style tools show (the `Sampler:` field of a PNG's parameters).

@@ -16,6 +16,7 @@ from typing import Any
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RemoteEntryNotFoundError
 
+from rarecli.backbones.checkpoints import Checkpoint, identify
 from rarecli.backbones.families import DEFAULT_DTYPE, DtypePolicy, find_family
 from rarecli.backbones.registry import EMBEDDED, ensure_built
 from rarecli.backbones.twins import twin_of
@@ -142,6 +143,25 @@ class LoadedPipeline:
     @property
     def family(self) -> str:
         return type(self.pipe).__name__
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """The known checkpoint this is (`rarecli.backbones.checkpoints`), by id or its denoiser's config."""
+        family = find_family(self.family)
+        denoiser = getattr(self.pipe, family.denoiser if family is not None else "unet", None)
+        config = dict(getattr(denoiser, "config", {}) or {})
+        name = (self.ref.twin_of or self.ref.location).split("@")[0]
+        return identify(name, self.family, config)
+
+    def sampling_defaults(self) -> tuple[int, float]:
+        """Plain sampling's steps and guidance: the known checkpoint's, else its family's."""
+        family = find_family(self.family)
+        checkpoint = self.checkpoint
+        steps = (checkpoint and checkpoint.steps) or (family.steps if family else 50)
+        guidance = checkpoint.guidance if checkpoint and checkpoint.guidance is not None else None
+        if guidance is None:
+            guidance = family.guidance if family else 7.5
+        return steps, guidance
 
     @property
     def has_t5(self) -> bool | None:

@@ -3,7 +3,7 @@
 It wraps the command body so that every command behaves alike:
 - output mode: `--json` / `--quiet` set quiet logging before the body runs, and the `Output` the body
   returns (or each one it yields, as JSON lines) is printed on stdout as paths or JSON (`_output`);
-- exit codes (DESIGN.md): 0 ok; 1 handled error, one `Error: ...` line and a `Hint: ...` line on stderr;
+- exit codes (docs/architecture.md): 0 ok; 1 handled error, one `Error: ...` line and a `Hint: ...` line on stderr;
   2 usage error (Typer); 128 + the signal when interrupted: 130 Ctrl-C (SIGINT), 143 SIGTERM (`kill`,
   `timeout`, job schedulers), 129 SIGHUP, each handled as Ctrl-C is (the work done so far is kept, no
   partial file is left); 141 when stdout's reader has gone (`rare ... | head -1`), quietly. Tracebacks

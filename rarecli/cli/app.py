@@ -12,9 +12,10 @@ import sys
 import typer
 
 from rarecli import __version__
-from rarecli.cli import augment, bench, env, models, r2f, seedselect, seedspace
+from rarecli.cli import augment, bench, env, methods, models, r2f, seedselect, seedspace
+from rarecli.cli._method_flags import METHOD_DEFAULTS
 from rarecli.cli._run import handled
-from rarecli.config import default_map, load_config
+from rarecli.config import default_map, load_config, method_sections
 from rarecli.paths import config_file
 
 app = typer.Typer(
@@ -45,9 +46,10 @@ def _root(
     config = load_config(path, explicit="RARE_CONFIG" in os.environ)
     if config:
         ctx.default_map = default_map(ctx.command, config, path, ctx)
+        ctx.meta[METHOD_DEFAULTS] = method_sections(config, path)
 
 
-for _module in (seedselect, seedspace, r2f, augment, bench, models, env):
+for _module in (seedselect, seedspace, r2f, augment, bench, methods, models, env):
     _module.register(app)
 
 

@@ -8,37 +8,18 @@ from typing import Annotated
 
 import typer
 
-from rarecli.cli._optimisation import (
-    UNUSED,
-    AppearanceWeight,
-    BatchSize,
-    Checkpointing,
-    CheckpointingMode,
-    ClipModel,
-    ClipPretrained,
-    Guidance,
-    InversionSteps,
-    Iters,
-    Lr,
-    NaoStarts,
-    NaoStartsOption,
-    Patience,
-    SemanticWeight,
-    WeightDecay,
-    given,
-)
+from rarecli.cli._method_flags import method_defaults, method_flags
+from rarecli.cli._optimisation import PANEL, Guidance, unused_options
 from rarecli.cli._options import Device, Dtype, Json, Model, Offload, Quiet, Revision, Seed
 from rarecli.cli._output import Output
 from rarecli.cli._run import command
 from rarecli.log import warn
+from rarecli.methods import registry
 
 _JOB = "Dataset"
-
-
-class Method(StrEnum):
-    sd = "sd"
-    seedselect = "seedselect"
-    nao_seedselect = "nao-seedselect"
+# Plain sampling and the methods that learn from a class's own images (its references).
+_METHODS = [registry.PLAIN, *(registry.spec(name) for name in registry.with_refs(True))]
+MethodChoice = StrEnum("MethodChoice", [(s.name.replace("-", "_"), s.name) for s in _METHODS])  # type: ignore[misc]
 
 
 def _classes(values: list[str] | None) -> list[str] | None:
@@ -47,6 +28,7 @@ def _classes(values: list[str] | None) -> list[str] | None:
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
+@method_flags(_METHODS[1:], PANEL)
 def augment(
     ctx: typer.Context,
     root: Annotated[
@@ -71,7 +53,7 @@ def augment(
         ),
     ],
     method: Annotated[
-        Method,
+        MethodChoice,
         typer.Option(
             "--method",
             help="sd: plain sampling (baseline); seedselect: one optimised seed per image, matched to the class's "
@@ -79,7 +61,7 @@ def augment(
             "from the NAO centroid of the images' inverted seeds and points on the NAO paths.",
             rich_help_panel=_JOB,
         ),
-    ] = Method.seedselect,
+    ] = _METHODS[1].name,  # type: ignore[assignment]
     per_class: Annotated[
         int,
         typer.Option("--per-class", "-k", min=1, help="Images to generate per class.", rich_help_panel=_JOB),
@@ -128,25 +110,14 @@ def augment(
             help="Denoising steps: SeedSelect's inner DDIM steps (default 20), or plain sampling's (the model's).",
         ),
     ] = None,
-    iters: Iters = None,
-    lr: Lr = None,
     guidance: Guidance = None,
-    semantic_weight: SemanticWeight = 10.0,
-    appearance_weight: AppearanceWeight = 1.0,
-    patience: Patience = 8,
-    weight_decay: WeightDecay = 0.0,
-    checkpointing: Checkpointing = CheckpointingMode.auto,
-    batch_size: BatchSize = None,
-    inversion_steps: InversionSteps = 50,
-    nao_starts: NaoStartsOption = NaoStarts.half,
-    clip_model: ClipModel = "auto",
-    clip_pretrained: ClipPretrained = "laion2b_s32b_b79k",
     seed: Seed = 0,
     device: Device = "auto",
     dtype: Dtype = "auto",
     offload: Offload = False,
     json_out: Json = False,
     quiet: Quiet = False,
+    options: dict | None = None,
 ) -> Output:
     """Few-shot and long-tail data augmentation: generate images of every class of ROOT into DATASET.
 
@@ -156,33 +127,20 @@ def augment(
     the images are split across processes. Prints the paths of the images written; summary.json holds
     the failures and timings. Ctrl-C keeps every finished image and exits 130; re-run to resume.
     """
-    unused = given(ctx, UNUSED.get(method.value, ()))
+    method_name = str(MethodChoice(method).value)
+    own = registry.spec(method_name).options.names()
+    options = {**method_defaults(ctx, method_name), **(options or {})}
+    unused = unused_options(options or {}, own)
     if unused:
-        warn(f"--method {method.value} does not use {', '.join(unused)}")
+        warn(f"--method {method_name} does not use {', '.join(unused)}")
     # The library is imported here, not at the top: it pulls in numpy, and `rare --help` must stay instant.
     from rarecli.augment.run import AugmentConfig, run_augment
 
-    options = {}
-    if method is not Method.sd:
-        options = {
-            "iters": iters,
-            "lr": lr,
-            "semantic_weight": semantic_weight,
-            "appearance_weight": appearance_weight,
-            "patience": patience,
-            "weight_decay": weight_decay,
-            "checkpointing": checkpointing.value,
-            "batch_size": batch_size,
-            "clip_model": clip_model,
-            "clip_pretrained": clip_pretrained,
-        }
-        if method is Method.nao_seedselect:
-            options.update(inversion_steps=inversion_steps, nao_starts=nao_starts.value)
     result = run_augment(
         AugmentConfig(
             root=root,
             out=out,
-            method=method.value,
+            method=method_name,
             per_class=per_class,
             classes=_classes(classes),
             only_below=only_below,
@@ -192,7 +150,7 @@ def augment(
             steps=steps,
             guidance=guidance,
             seed=seed,
-            options=options,
+            options={k: v for k, v in (options or {}).items() if k in own},
             force=force,
             device=device,
             dtype=dtype,

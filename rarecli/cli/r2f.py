@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from rarecli.cli._method_flags import method_defaults, method_flags
 from rarecli.cli._options import (
     MAX_GUIDANCE,
     T5,
@@ -17,7 +18,6 @@ from rarecli.cli._options import (
     Dtype,
     Height,
     Json,
-    Masks,
     Model,
     Offload,
     Out,
@@ -31,21 +31,17 @@ from rarecli.cli._output import Output
 from rarecli.cli._run import command, group
 from rarecli.errors import InputError
 from rarecli.io.inputs import read_stdin, read_text
+from rarecli.methods import registry
 
 
-class Backend(StrEnum):
+class BackendChoice(StrEnum):
     openai = "openai"
     llama = "llama"
 
 
-class Schedule(StrEnum):
-    rare = "rare"
-    authors = "authors"
-
-
-class GenerateMethod(StrEnum):
-    r2f = "r2f"
-    aapb = "aapb"
+# The methods that draw from R2F's plans (R2F itself runs R2F+ plans as R2F+).
+_READERS = [registry.spec(name) for name in registry.with_plans(registry.R2F.name)]
+MethodChoice = StrEnum("MethodChoice", [(s.name.replace("-", "_"), s.name) for s in _READERS])  # type: ignore[misc]
 
 
 class ResponseFormat(StrEnum):
@@ -56,8 +52,6 @@ class ResponseFormat(StrEnum):
 
 
 _LLM = "LLM"
-_PLUS = "R2F+ plans"
-_AAPB = "AAPB (--method aapb)"
 
 
 def _prompts(prompt: str | None, file: Path | None) -> list[str]:
@@ -107,14 +101,14 @@ def plan(
         typer.Option("--schema", help="Print the JSON schema of the plan document (with --plus, an R2F+ plan's) and exit."),
     ] = False,
     backend: Annotated[
-        Backend,
+        BackendChoice,
         typer.Option(
             "--backend",
             envvar="RARE_LLM_BACKEND",
             help="openai: GPT-4o or any OpenAI-compatible server; llama: a local GGUF through llama-cpp-python.",
             rich_help_panel=_LLM,
         ),
-    ] = Backend.openai,
+    ] = BackendChoice.openai,
     llm_model: Annotated[
         str | None,
         typer.Option(
@@ -174,8 +168,8 @@ def plan(
     prompt again costs no API call. Without OPENAI_API_KEY, plan offline with --backend llama.
     """
     if print_schema:
-        from rarecli.llm.plus_schema import plan_schema
         from rarecli.llm.schema import PLAN_SCHEMA
+        from rarecli.methods.r2f_plus.schema import plan_schema
 
         yield Output(plan_schema() if plus else PLAN_SCHEMA)
         return
@@ -184,21 +178,13 @@ def plan(
             raise InputError("give a PROMPT, --file or --import, not several")
         if plus:
             raise InputError("--import reads the kind of plan the file holds; leave out --plus")
-        from rarecli.log import warn
-        from rarecli.methods.r2f.authors import import_plans, import_plus_plans, is_plus_file
+        from rarecli.methods.r2f.authors import import_file as import_authors_file
 
-        text = read_text(import_file, "plan file")
-        if not is_plus_file(text, str(import_file)):
-            for imported in import_plans(text, str(import_file)):
-                yield Output(imported.to_json())
-            return
-        plus_plans, refused = import_plus_plans(text, str(import_file))
-        for imported_plus in plus_plans:
-            yield Output(imported_plus.to_json())
-        for prompt, reason in refused.items():  # said, not dropped silently: the rest are still usable
-            warn(f"not imported: {prompt!r}: {reason}")
+        for imported in import_authors_file(import_file):
+            yield Output(imported.to_json())
         return
     from rarecli.llm.planner import PlannerSettings, plan_prompts
+    from rarecli.methods.r2f_plus.answer import R2F_PLUS
 
     settings = PlannerSettings(
         backend=backend.value,
@@ -208,16 +194,22 @@ def plan(
         timeout=timeout,
         attempts=attempts,
         use_cache=not no_cache,
-        kind="r2f-plus" if plus else "r2f",
+        kind=R2F_PLUS if plus else None,
     )
     for result in plan_prompts(_prompts(prompt, file), settings):
         yield Output(result.to_json())  # a plan is data: one JSON line each
 
 
+# Each method's own options become flags (a panel per method); planning options are `rare r2f plan`'s.
+_PLANNING = ("llm_backend", "llm_model", "llm_base_url")
+
+
+@method_flags([*_READERS, registry.R2F_PLUS], None, skip=_PLANNING)
 def generate(
+    ctx: typer.Context,
     plan_file: Annotated[str, typer.Argument(metavar="PLAN", help="A plan JSON file (or JSON lines), or - for stdin.")],
     method: Annotated[
-        GenerateMethod,
+        MethodChoice,
         typer.Option(
             "--method",
             help="r2f: Rare-to-Frequent (R2F+ for R2F+ plans). aapb: Adaptive Auxiliary Prompt Blending (CVPR "
@@ -225,18 +217,7 @@ def generate(
             "original prompt's guidance at every step with a closed-form weight gamma*; one extra model "
             "evaluation per step (batched), no schedule. SD3, SDXL, SD; not FLUX (no CFG).",
         ),
-    ] = GenerateMethod.r2f,
-    gamma: Annotated[
-        float | None,
-        typer.Option(
-            "--gamma",
-            min=0.0,
-            max=1.0,
-            help="aapb: this anchor weight at every step (the paper's fixed-gamma ablation) instead of the "
-            "adaptive gamma*, clamped to [0.01, 0.99] per step and image.",
-            rich_help_panel=_AAPB,
-        ),
-    ] = None,
+    ] = registry.R2F.name,  # type: ignore[assignment]
     model: Model = "stabilityai/stable-diffusion-3-medium-diffusers",
     revision: Revision = None,
     steps: Annotated[
@@ -245,18 +226,6 @@ def generate(
     guidance: Annotated[
         float | None, typer.Option("--guidance", callback=bounded(0.0, MAX_GUIDANCE), help="CFG scale (default: SD3 7.0, SDXL 5.0, SD 7.5).")
     ] = None,
-    negative_prompt: Annotated[
-        str | None, typer.Option("--negative-prompt", help="Negative prompt, the same at every step.")
-    ] = None,
-    schedule: Annotated[
-        Schedule,
-        typer.Option(
-            "--schedule",
-            help="rare: ours (stand-ins restored lowest level first, the level table scaled to --steps). "
-            "authors: the authors' step rule with its quirks (plan order, unscaled table), to replay their "
-            "plans (`rare r2f plan --import`).",
-        ),
-    ] = Schedule.rare,
     num_images: Annotated[int, typer.Option("--num-images", "-n", min=1, help="Images per plan.")] = 1,
     height: Height = None,
     width: Width = None,
@@ -267,47 +236,9 @@ def generate(
     offload: Offload = False,
     attention_slicing: AttentionSlicing = False,
     t5: T5 = None,
-    masks: Annotated[
-        Masks,
-        typer.Option(
-            "--masks",
-            help="R2F+: each object's mask, where its own image is pasted in: boxes (the box itself; no "
-            "extra model) or detector (--detector finds the object, --segmenter outlines it; the box is "
-            "used when detection is weak).",
-            rich_help_panel=_PLUS,
-        ),
-    ] = Masks.boxes,
-    detector: Annotated[
-        str | None,
-        typer.Option(
-            "--detector",
-            help="R2F+ --masks detector: a zero-shot object detector (transformers), a Hub id or folder; "
-            "default IDEA-Research/grounding-dino-tiny; tiny-grounding-dino runs offline (random weights).",
-            rich_help_panel=_PLUS,
-        ),
-    ] = None,
-    segmenter: Annotated[
-        str | None,
-        typer.Option(
-            "--segmenter",
-            help="R2F+ --masks detector: a box-prompted segmenter (SAM), a Hub id or folder; default "
-            "facebook/sam-vit-base; tiny-sam runs offline (random weights).",
-            rich_help_panel=_PLUS,
-        ),
-    ] = None,
-    min_detection_score: Annotated[
-        float | None,
-        typer.Option(
-            "--min-detection-score",
-            min=0.0,
-            max=1.0,
-            help="R2F+ --masks detector: below this best-box score (default 0.3) detection is weak and the "
-            "object's box is its mask; the PNG metadata says which objects fell back.",
-            rich_help_panel=_PLUS,
-        ),
-    ] = None,
     json_out: Json = False,
     quiet: Quiet = False,
+    options: dict | None = None,
 ) -> Iterator[Output]:
     """Sample with the frequent prompts guiding the early steps and the rare prompt the rest.
 
@@ -331,26 +262,21 @@ def generate(
 
     plans = read_plans(plan_file)
     manager = DeviceManager(device, dtype, offload=offload, attention_slicing=attention_slicing)
+    name = MethodChoice(method).value
     config = R2FConfig(
         plans=plans,
-        method=method.value,
-        gamma=gamma,
+        method=name,
         model=model,
         revision=revision,
         steps=steps,
         guidance=guidance,
-        negative_prompt=negative_prompt,
-        schedule=schedule.value,
         num_images=num_images,
         seed=seed,
         out=out,
         height=height,
         width=width,
         t5=t5,
-        masks=masks.value,
-        detector=detector,
-        segmenter=segmenter,
-        min_detection_score=min_detection_score,
+        **{**method_defaults(ctx, name), **(options or {})},
     )
     for result in run(config, manager):
         yield Output(result.to_json(), result.images + result.parts)

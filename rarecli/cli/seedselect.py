@@ -8,26 +8,8 @@ from typing import Annotated
 
 import typer
 
-from rarecli.cli._optimisation import (
-    UNUSED,
-    AppearanceWeight,
-    BatchSize,
-    Checkpointing,
-    CheckpointingMode,
-    ClipModel,
-    ClipPretrained,
-    Guidance,
-    InnerSteps,
-    InversionSteps,
-    Iters,
-    Lr,
-    NaoStarts,
-    NaoStartsOption,
-    Patience,
-    SemanticWeight,
-    WeightDecay,
-    given,
-)
+from rarecli.cli._method_flags import method_defaults, method_flags
+from rarecli.cli._optimisation import PANEL, Guidance, InnerSteps, unused_options
 from rarecli.cli._options import (
     AttentionSlicing,
     Device,
@@ -45,14 +27,14 @@ from rarecli.cli._options import (
 from rarecli.cli._output import Output
 from rarecli.cli._run import command
 from rarecli.log import warn
+from rarecli.methods import registry
+
+# The methods `rare seedselect` runs: plain sampling and those that take reference images.
+_METHODS = [registry.PLAIN, *(registry.spec(name) for name in registry.with_refs(True))]
+MethodChoice = StrEnum("MethodChoice", [(s.name.replace("-", "_"), s.name) for s in _METHODS])  # type: ignore[misc]
 
 
-class Method(StrEnum):
-    sd = "sd"
-    seedselect = "seedselect"
-    nao_seedselect = "nao-seedselect"
-
-
+@method_flags(_METHODS[1:], PANEL)
 def seedselect(
     ctx: typer.Context,
     prompt: Annotated[str, typer.Argument(help='Text naming the rare concept, e.g. "tiger cat".')],
@@ -67,30 +49,16 @@ def seedselect(
         ),
     ] = None,
     method: Annotated[
-        Method,
+        MethodChoice,
         typer.Option(
             "--method",
-            help="sd: plain sampling (baseline); seedselect: "
-            "optimise a random seed; nao-seedselect: start from the NAO "
-            "centroid of the references' inverted seeds.",
+            help="; ".join(f"{s.name}: {s.summary}" for s in _METHODS) + ".",
         ),
-    ] = Method.seedselect,
+    ] = _METHODS[1].name,  # type: ignore[assignment]
     model: Model = "stabilityai/stable-diffusion-2-1-base",
     revision: Revision = None,
-    iters: Iters = None,
-    lr: Lr = None,
     inner_steps: InnerSteps = 20,
     guidance: Guidance = None,
-    semantic_weight: SemanticWeight = 10.0,
-    appearance_weight: AppearanceWeight = 1.0,
-    patience: Patience = 8,
-    weight_decay: WeightDecay = 0.0,
-    checkpointing: Checkpointing = CheckpointingMode.auto,
-    batch_size: BatchSize = None,
-    inversion_steps: InversionSteps = 50,
-    clip_model: ClipModel = "auto",
-    clip_pretrained: ClipPretrained = "laion2b_s32b_b79k",
-    nao_starts: NaoStartsOption = NaoStarts.half,
     num_images: Annotated[
         int,
         typer.Option(
@@ -112,6 +80,7 @@ def seedselect(
     attention_slicing: AttentionSlicing = False,
     json_out: Json = False,
     quiet: Quiet = False,
+    options: dict | None = None,
 ) -> Output:
     """Optimise the initial noise seed so the generated image matches a few reference images.
 
@@ -120,7 +89,13 @@ def seedselect(
     (settings embedded) and `<stem>.run.json` (loss curve, seconds per iteration, peak memory); prints
     the image paths. Ctrl-C stops the optimisation, writes the best seeds found so far and exits 130.
     """
-    _warn_unused(ctx, method)
+    method_name = str(MethodChoice(method).value)
+    own = registry.spec(method_name).options.names()
+    options = {**method_defaults(ctx, method_name), **(options or {})}
+    unused = ["--refs"] if refs is not None and not registry.spec(method_name).needs_refs else []
+    unused += unused_options(options or {}, own)
+    if unused:
+        warn(f"--method {method_name} does not use {', '.join(unused)}")
     # The library is imported here, not at the top: it pulls in numpy, and `rare --help` must stay instant.
     from rarecli.methods.seedselect.config import SeedSelectConfig
     from rarecli.methods.seedselect.run import run
@@ -130,41 +105,21 @@ def seedselect(
     config = SeedSelectConfig(
         prompt=prompt,
         refs=refs,
-        method=method.value,
+        method=method_name,
         model=model,
         revision=revision,
-        iters=iters,
-        lr=lr,
         inner_steps=inner_steps,
         guidance=guidance,
-        semantic_weight=semantic_weight,
-        appearance_weight=appearance_weight,
-        weight_decay=weight_decay,
-        patience=patience,
-        clip_model=clip_model,
-        clip_pretrained=clip_pretrained,
         num_images=num_images,
         height=height,
         width=width,
-        batch_size=batch_size,
         seed=seed,
         out=out,
-        checkpointing=checkpointing.value,
-        inversion_steps=inversion_steps,
-        nao_starts=nao_starts.value,
+        **{k: v for k, v in (options or {}).items() if k in own},
     )
     result = run(config, manager)
     # What was found before Ctrl-C is written and printed, then the command exits 130.
     return Output(result.to_json(), result.images, interrupted=result.interrupted)
-
-
-def _warn_unused(context: typer.Context, method: Method) -> None:
-    names = UNUSED.get(method.value, ())
-    if method is Method.sd:
-        names = ("refs", *names)
-    unused = given(context, names)
-    if unused:
-        warn(f"--method {method.value} does not use {', '.join(unused)}")
 
 
 def register(app: typer.Typer) -> None:

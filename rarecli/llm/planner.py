@@ -11,7 +11,7 @@ number of times, and then a RareError names the prompt.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,6 @@ from rarecli.llm.answers import InvalidAnswer, extract_json, strip_controls
 from rarecli.llm.cache import ResponseCache
 from rarecli.llm.llama_backend import LlamaBackend
 from rarecli.llm.openai_backend import OpenAIBackend
-from rarecli.llm.plus_answer import R2F_PLUS
 from rarecli.llm.protocol import Backend, Constraint, PlanKind
 from rarecli.llm.schema import (
     Concept,
@@ -269,7 +268,8 @@ class PlannerSettings:
     attempts: int = 3
     use_cache: bool = True
     cache_folder: Path | None = None
-    kind: str = "r2f"  # r2f, or r2f-plus (R2F+ plans: objects, boxes, per-object stand-ins)
+    # What is planned: R2F's plans, or another kind a method hands over (R2F+: objects, boxes, stand-ins).
+    kind: PlanKind | None = None
 
 
 def make_backend(settings: PlannerSettings) -> Backend:
@@ -285,46 +285,29 @@ def make_backend(settings: PlannerSettings) -> Backend:
     raise InputError(f"unknown LLM backend {settings.backend!r}", hint="use openai or llama")
 
 
-def plan_kind(name: str) -> PlanKind:
-    if name == R2F.name:
-        return R2F
-    if name == "r2f-plus":
-        return R2F_PLUS
-    raise InputError(f"unknown plan kind {name!r}", hint="use r2f or r2f-plus")
-
-
 def make_planner(settings: PlannerSettings) -> Planner:
     """A planner with the backend, disk cache and retry policy that `settings` describe."""
 
     return Planner(
         make_backend(settings),
-        kind=plan_kind(settings.kind),
+        kind=settings.kind or R2F,
         cache=ResponseCache(settings.cache_folder),
         max_attempts=settings.attempts,
         use_cache=settings.use_cache,
     )
 
 
-BACKENDS = ("openai", "llama")
-
-
-def check_method_options(options: Mapping[str, Any]) -> None:
-    """A method's planner options (`llm_backend`, `llm_model`, `llm_base_url`): the backend is known."""
-    backend = options.get("llm_backend")
-    if backend is not None and backend not in BACKENDS:
-        raise InputError(f"unknown LLM backend {backend!r}", hint="use openai or llama")
-
-
-def planner_from_options(options: Mapping[str, Any], kind: str = R2F.name) -> Planner | None:
-    """The planner a method's options ask for, or None when they name no backend. Made when the method
-    is prepared, so one that cannot work (no API key) fails before any image is drawn."""
-    if options.get("llm_backend") is None:
+def planner_from_options(options: Any, kind: PlanKind = R2F) -> Planner | None:
+    """The planner a method's options ask for (`llm_backend`, `llm_model`, `llm_base_url`), or None when
+    they name no backend. Made when the method is prepared, so one that cannot work (no API key) fails
+    before any image is drawn."""
+    if options.llm_backend is None:
         return None
     return make_planner(
         PlannerSettings(
-            backend=options["llm_backend"],
-            llm_model=options.get("llm_model"),
-            base_url=options.get("llm_base_url"),
+            backend=options.llm_backend,
+            llm_model=options.llm_model,
+            base_url=options.llm_base_url,
             kind=kind,
         )
     )
@@ -342,7 +325,6 @@ def plan_prompts(prompts: Iterable[str], settings: PlannerSettings) -> Iterator[
 
 
 __all__ = [
-    "check_method_options",
     "make_planner",
     "planner_from_options",
     "Backend",

@@ -1,7 +1,7 @@
 """The one writer of a generated image and the record of how it was made.
 
 Every command, RareBench and the toy world's side-by-side write their images here, so every PNG carries
-the same two text chunks (DESIGN.md):
+the same two text chunks (docs/architecture.md):
 - `parameters`: A1111-style text (prompt, negative prompt, then `Steps: .., Sampler: .., CFG scale: ..,
   Seed: .., Model: ..`), which other tools already display;
 - `rare`: JSON with the command, method, prompt, seed, model id and revision, hyper-parameters and

@@ -2,8 +2,8 @@
 
 The CLI, RareBench and the toy evaluation all drive a method the same way:
 
-    method = registry.get("seedselect")
-    method.check(options)                         # bad options fail before anything loads
+    method = registry.get(name)
+    options = method.check(options)               # the method's options class: bad ones fail before anything loads
     prepared = method.prepare(MethodContext(model, revision, manager, steps, guidance, options))
     for made in prepared.generate(Request(prompt, seeds, refs=...)):
         write_generated(made.image, made.provenance, folder=out, ...)   # or keep it in memory
@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rarecli.llm.schema import Plan
+from rarecli.methods.options import MethodOptions
 from rarecli.methods.output import Provenance
+from rarecli.methods.spec import MethodSpec
 from rarecli.runtime.device import DeviceManager
 
 if TYPE_CHECKING:
@@ -40,7 +42,8 @@ class MethodContext:
     manager: DeviceManager
     steps: int | None = None
     guidance: float | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    # The method's options: its options class's instance (`Method.check`), or by name (checked in prepare).
+    options: Mapping[str, Any] | MethodOptions = field(default_factory=dict)
     command: str = "library"  # recorded in the provenance of what it makes
     # Image size in pixels (None: the model's native size); the seed shape follows it.
     height: int | None = None
@@ -94,11 +97,17 @@ class Prepared(Protocol):
 
 
 class Method(Protocol):
-    name: str
-    # Whether a request must carry reference images (`Request.refs`).
-    needs_refs: bool
+    """An implementation; its description (`MethodSpec`: options class, families, ...) is `spec`."""
 
-    def check(self, options: Mapping[str, Any]) -> None:
-        """Raise InputError for options this method cannot work with (before any model loads)."""
+    spec: MethodSpec
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def needs_refs(self) -> bool: ...  # a request must carry reference images (`Request.refs`)
+
+    def check(self, options: Mapping[str, Any] | MethodOptions | None) -> MethodOptions:
+        """The options, checked: InputError for ones this method cannot work with (before any model loads)."""
 
     def prepare(self, context: MethodContext) -> Prepared: ...

@@ -1,22 +1,23 @@
 """Plain sampling from an explicit initial noise: the baseline every method is compared with.
 
 `sample_batch` renders images from given noise with the pipeline's own `__call__` (its own scheduler);
-`PlainSampling` is the registered method `sd`: integer seeds -> noise drawn on the CPU -> images.
+`PlainSampling` is the registered plain-sampling method: integer seeds -> noise drawn on the CPU -> images.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from rarecli.backbones.families import family_of, pipelines_for, sampler_label
+from rarecli.backbones.families import sampler_label
 from rarecli.backbones.loading import LoadedPipeline, latent_shape, load_pipeline
-from rarecli.errors import InputError
 from rarecli.log import progress
 from rarecli.methods.latents import pipeline_latents
 from rarecli.methods.output import Provenance, settings_text
+from rarecli.methods.plain.options import SPEC, PlainOptions
 from rarecli.methods.protocol import Generated, MethodContext, Request
+from rarecli.methods.spec import MethodBase
 from rarecli.runtime.device import DeviceManager
 from rarecli.seeds.noise import noise_from_seed
 
@@ -39,7 +40,7 @@ def sample_batch(
     pipe = loaded.pipe
     latents = noise if noise.dim() == 4 else noise.unsqueeze(0)
     f = pipe.vae_scale_factor
-    guidance = family_of(loaded.family).guidance if guidance is None else guidance
+    guidance = loaded.sampling_defaults()[1] if guidance is None else guidance
     n = latents.shape[0]
     loaded.check_prompt_length(prompt)
     with torch.inference_mode():
@@ -68,25 +69,18 @@ def sample(
     return sample_batch(loaded, prompt, noise, steps, guidance, negative_prompt)[0]
 
 
-class PlainSampling:
-    """`sd`: the pipeline from each seed's noise. Options: `negative_prompt`, `batch_size` (seeds drawn
-    in one pipeline call; default 1)."""
+class PlainSampling(MethodBase):
+    """Plain sampling: the pipeline from each seed's noise (`PlainOptions`)."""
 
-    name = "sd"
-    needs_refs = False
-
-    def check(self, options: Mapping[str, Any]) -> None:
-        batch = options.get("batch_size", 1)
-        if not isinstance(batch, int) or batch < 1:
-            raise InputError(f"batch size must be a whole number >= 1 (got {batch!r})")
+    spec = SPEC
 
     def prepare(self, context: MethodContext) -> _PreparedPlain:
-        self.check(context.options)
+        context = replace(context, options=self.check(context.options))
         loaded = load_pipeline(
             context.model,
             context.manager,
             context.revision,
-            families=pipelines_for(PlainSampling.name),  # a variant of plain sampling samples what it samples
+            families=SPEC.pipelines(),  # a variant of plain sampling samples what it samples
             purpose=f"{context.command} --method {self.name}",
             t5=context.t5,
         )
@@ -102,13 +96,14 @@ class _PreparedPlain:
         import torch
 
         loaded, context = self.loaded, self.context
-        family = family_of(loaded.family)
+        options: PlainOptions = context.options  # type: ignore[assignment]
         shape = latent_shape(loaded.ref, context.height, context.width)
-        # Plain sampling's default is the pipeline's own number of steps (what the model card means).
-        steps = context.steps or family.steps
-        guidance = family.guidance if context.guidance is None else context.guidance
-        negative = context.options.get("negative_prompt")
-        size = int(context.options.get("batch_size", 1))
+        # Plain sampling's default is the model card's number of steps (the pipeline's own for its family).
+        default_steps, default_guidance = loaded.sampling_defaults()
+        steps = context.steps or default_steps
+        guidance = default_guidance if context.guidance is None else context.guidance
+        negative = options.negative_prompt
+        size = options.batch_size
         sampler = sampler_label(loaded.pipe.scheduler)
         hyper = {"steps": steps, "guidance": guidance, "family": loaded.family, "latent_shape": list(shape)}
         if loaded.has_t5 is not None:
@@ -126,7 +121,7 @@ class _PreparedPlain:
                 for j, (index, seed, image) in enumerate(zip(indices, chunk, images, strict=True)):
                     provenance = Provenance(
                         command=context.command,
-                        method=PlainSampling.name,
+                        method=SPEC.name,
                         prompt=request.prompt,
                         seed=seed,
                         model=loaded.meta(),
@@ -146,10 +141,10 @@ class Renderer:
 
     @classmethod
     def load(cls, model: str, revision: str | None, manager: DeviceManager) -> Renderer:
-        return cls(load_pipeline(model, manager, revision, families=pipelines_for("sd"), purpose="--render"))
+        return cls(load_pipeline(model, manager, revision, families=SPEC.pipelines(), purpose="--render"))
 
     def guidance(self, guidance: float | None) -> float:
-        return family_of(self.loaded.family).guidance if guidance is None else guidance
+        return self.loaded.sampling_defaults()[1] if guidance is None else guidance
 
     @property
     def sampler(self) -> str:

@@ -27,6 +27,7 @@ from rarecli.backbones.clip import load_clip
 from rarecli.backbones.loading import LoadedPipeline
 from rarecli.llm.schema import Concept, Plan
 from rarecli.methods import registry
+from rarecli.methods.driver import Driver
 from rarecli.methods.protocol import Generated, MethodContext, Request
 from rarecli.methods.seedselect.config import DEFAULTS
 from rarecli.toyworld import DIGIT_WORDS, WEIGHTS_DIR, digit_of_prompt, prompt_for
@@ -45,10 +46,10 @@ def _generate(
 ) -> list[Generated]:
     """Every image of `request`, in memory, from the registered `method` on the world's pipeline."""
     context = MethodContext(loaded.ref.name, None, loaded.manager, steps, guidance, options, command=COMMAND)
-    return list(registry.get(method).prepare(context).generate(request))
+    return [drawn.made for drawn in Driver.prepare(registry.get(method), context).run(request)]
 
 
-class PlainSampling:
+class ToyPlainSampling:
     """The baseline: DDIM from the seed's noise with classifier-free guidance; all seeds in one batch."""
 
     needs_refs = False
@@ -58,7 +59,7 @@ class PlainSampling:
 
     def batch(self, prompt: str, seeds: Sequence[int]) -> list[Image.Image]:
         request = Request(prompt, list(seeds))
-        made = _generate("sd", self.loaded, request, self.steps, self.guidance, {"batch_size": len(seeds)})
+        made = _generate(registry.PLAIN.name, self.loaded, request, self.steps, self.guidance, {"batch_size": len(seeds)})
         return [m.image for m in made]
 
     def __call__(self, prompt: str, refs: Sequence[Image.Image], seed: int) -> Image.Image:
@@ -67,10 +68,10 @@ class PlainSampling:
 
 @dataclass
 class SeedSelectMethod:
-    """`method` is "seedselect" or "nao-seedselect"; None keeps the CLI's defaults for that method."""
+    """`method` is SeedSelect or NAO-SeedSelect (a registry name); None keeps the CLI's defaults for it."""
 
     world: ToyWorld
-    method: str = "seedselect"
+    method: str = registry.SEEDSELECT.name
     inner_steps: int = 20
     iters: int | None = None
     lr: float | None = None
@@ -97,9 +98,9 @@ class SeedSelectMethod:
             "clip_model": self._clip(),
             "clip_pretrained": None,
             "batch_size": self.batch_size,
-            # Timing must include the inversion, as a first run on new references pays it.
-            "inversion_cache": False,
         }
+        if self.method == registry.NAO_SEEDSELECT.name:  # timing must include the inversion, as a first run pays it
+            options["inversion_cache"] = False
         request = Request(prompt, seeds, refs=refs, snapshots=marks)
         made = _generate(self.method, self.world.loaded, request, self.inner_steps, None, options)
         outputs = []
@@ -156,7 +157,7 @@ class R2FMethod:
             raise ValueError(f"no stand-in for {prompt!r}")
         plan = Plan(prompt, (Concept(DIGIT_WORDS[digit], DIGIT_WORDS[self.stand_in[digit]], self.level),))
         made = _generate(
-            "r2f", self.world.loaded, Request(prompt, list(seeds), plan=plan), self.steps, self.guidance, {}
+            registry.R2F.name, self.world.loaded, Request(prompt, list(seeds), plan=plan), self.steps, self.guidance, {}
         )
         schedule = made[0].provenance.extra["schedule"]
         self.schedules[prompt] = [schedule["prompts"][i] for i in schedule["steps"]]

@@ -34,16 +34,18 @@ from PIL import Image
 from rarecli.augment.run import AugmentConfig, run_augment
 from rarecli.io.atomic import write_text_replace
 from rarecli.io.images import read_image_folder
+from rarecli.methods import registry
 from rarecli.toyworld import DIGIT_WORDS, MANIFEST, REFS_DIR, data
 from rarecli.toyworld.judge import JudgeConfig, build_module
 from rarecli.toyworld.train import cosine_lr, say, set_lr
 
 # A row's name -> (`rare augment` method, its options). Batches of 20 use a CPU's cores best.
+_PLAIN, _SS, _NAO = registry.PLAIN.name, registry.SEEDSELECT.name, registry.NAO_SEEDSELECT.name
 GENERATED = {
-    "sd": ("sd", {}),
-    "seedselect": ("seedselect", {"batch_size": 20}),
-    "nao-seedselect-half": ("nao-seedselect", {"batch_size": 20, "nao_starts": "half"}),
-    "nao-seedselect-whole": ("nao-seedselect", {"batch_size": 20, "nao_starts": "whole"}),
+    _PLAIN: (_PLAIN, {}),
+    _SS: (_SS, {"batch_size": 20}),
+    f"{_NAO}-half": (_NAO, {"batch_size": 20, "nao_starts": "half"}),
+    f"{_NAO}-whole": (_NAO, {"batch_size": 20, "nao_starts": "whole"}),
 }
 BASELINES = ("none", "oversample", "simple-aug")
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
@@ -121,10 +123,9 @@ def _generate(run: AugmentEval, rare: list[int]) -> tuple[dict[str, dict[int, np
     for row in run.rows:
         method, options = GENERATED[row]
         options = dict(options)
-        if method == "seedselect" and run.seedselect_iters:
-            options["iters"] = run.seedselect_iters
-        if method == "nao-seedselect" and run.nao_iters:
-            options["iters"] = run.nao_iters
+        iters = {_SS: run.seedselect_iters, _NAO: run.nao_iters}.get(method)
+        if iters:
+            options["iters"] = iters
         dataset = run.out / "datasets" / row
         say(f"generating {row}: {kmax} images per rare digit")
         started = time.perf_counter()

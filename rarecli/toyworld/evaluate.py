@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rarecli.io.atomic import write_text_replace
+from rarecli.methods import registry
 from rarecli.runtime.device import DeviceManager
 from rarecli.toyworld import DIGIT_WORDS, prompt_for
-from rarecli.toyworld.adapters import PlainSampling, R2FMethod, SeedSelectMethod, clip_stand_ins
+from rarecli.toyworld.adapters import R2FMethod, SeedSelectMethod, ToyPlainSampling, clip_stand_ins
 from rarecli.toyworld.plot import plot
 from rarecli.toyworld.scoring import iterations_to_reach, score_images, score_trajectory, summarise_groups
-from rarecli.toyworld.types import Method, MethodOutput
+from rarecli.toyworld.types import MethodOutput, ToyMethod
 from rarecli.toyworld.world import COPY_PERCENTILE, ToyWorld, load_world
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class EvalConfig:
 
 def evaluate(
     world: ToyWorld,
-    methods: dict[str, Method] | None = None,
+    methods: dict[str, ToyMethod] | None = None,
     config: EvalConfig | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -69,9 +70,10 @@ def evaluate(
     config = config or EvalConfig()
     digits = list(config.digits) if config.digits is not None else list(range(10))
     seeds = list(range(config.first_seed, config.first_seed + config.seeds))
-    all_methods: dict[str, Method] = {"sd": PlainSampling(world.loaded, config.steps, config.guidance)}
+    plain = registry.PLAIN.name
+    all_methods: dict[str, ToyMethod] = {plain: ToyPlainSampling(world.loaded, config.steps, config.guidance)}
     for g in config.extra_guidances:
-        all_methods[f"sd-cfg{g:g}"] = PlainSampling(world.loaded, config.steps, g)
+        all_methods[f"{plain}-cfg{g:g}"] = ToyPlainSampling(world.loaded, config.steps, g)
     all_methods.update(methods or {})
     results: dict[str, dict[str, Any]] = {}
     grids: dict[str, dict[int, list[Image.Image]]] = {}
@@ -80,7 +82,7 @@ def evaluate(
         grids[name] = {}
         for digit in digits:
             rare = digit in world.rare
-            plain = isinstance(method, PlainSampling)
+            plain = isinstance(method, ToyPlainSampling)
             if not plain and not rare and not config.methods_on_frequent:
                 continue
             prompt = prompt_for(digit)
@@ -158,7 +160,7 @@ def write(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
     return json_path, png_path
 
 
-OPTIMISERS = ("seedselect", "nao-seedselect")
+OPTIMISERS = (registry.SEEDSELECT.name, registry.NAO_SEEDSELECT.name)
 
 
 @dataclass
@@ -189,8 +191,8 @@ def run_evaluation(run: EvalRun) -> tuple[Path, Path]:
         raise ValueError("R2F levels are 0..5")
     torch.set_num_threads(run.threads)
     world = load_world(DeviceManager("cpu", "fp32"), run.world)
-    iters = {"seedselect": run.seedselect_iters, "nao-seedselect": run.nao_iters}
-    methods: dict[str, Method] = {
+    iters = dict(zip(OPTIMISERS, (run.seedselect_iters, run.nao_iters), strict=True))
+    methods: dict[str, ToyMethod] = {
         name: SeedSelectMethod(world, name, inner_steps=run.steps, iters=iters[name]) for name in run.methods
     }
     levels = list(run.r2f_levels)
@@ -204,7 +206,7 @@ def run_evaluation(run: EvalRun) -> tuple[Path, Path]:
         for level in ranked[:-1]:
             report["_grids"].pop(f"r2f-l{level}", None)
     if levels:
-        report["r2f"] = {
+        report[registry.R2F.name] = {
             "stand_ins": {DIGIT_WORDS[r]: DIGIT_WORDS[f] for r, f in stand_ins.items()},
             "chosen_by": "nearest toy-clip text embedding among the frequent digits' prompts",
             "schedules": {name: methods[name].schedules for name in methods if name.startswith("r2f-")},

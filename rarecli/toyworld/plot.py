@@ -8,7 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from rarecli.methods.registry import PLAIN as _PLAIN_SPEC
 from rarecli.toyworld import DIGIT_WORDS
+
+PLAIN = _PLAIN_SPEC.name  # the plain-sampling rows: PLAIN and PLAIN-cfgG
 
 
 def plot(report: dict[str, Any], path: Path) -> Path:
@@ -37,7 +40,7 @@ def plot(report: dict[str, Any], path: Path) -> Path:
             ks = sorted(curve, key=int)
             ax.plot([int(k) for k in ks], [curve[k] for k in ks], marker=".", label=name)
         for name, m in report["methods"].items():
-            if name.startswith("sd") and "rare" in m:  # the plain-sampling baselines
+            if name.startswith(PLAIN) and "rare" in m:  # the plain-sampling baselines
                 ax.axhline(m["rare"]["accuracy"], ls="--", lw=0.8, color="grey")
                 ax.annotate(name, (0, m["rare"]["accuracy"]), fontsize=7, color="grey", va="bottom")
         ax.set_xlabel("optimisation iterations")

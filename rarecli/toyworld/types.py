@@ -19,4 +19,4 @@ class MethodOutput:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-Method = Callable[[str, Sequence["Image.Image"], int], "Image.Image | MethodOutput"]
+ToyMethod = Callable[[str, Sequence["Image.Image"], int], "Image.Image | MethodOutput"]

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rarecli.backbones.families import pipelines_for
 from rarecli.backbones.loading import LoadedPipeline, load_pipeline
 from rarecli.errors import RareError
 from rarecli.io.images import read_image_folder
+from rarecli.methods import registry
 from rarecli.runtime.device import DeviceManager
 from rarecli.toyworld import DIGIT_WORDS, MANIFEST, REFS_DIR, WEIGHTS_DIR, data
 from rarecli.toyworld.data import to_gray
@@ -111,7 +111,7 @@ def load_world(manager: DeviceManager, folder: Path | None = None) -> ToyWorld:
         raise RareError(f"no toy world in {folder} (manifest.json missing)", hint="run `make toy-world`")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     model = "toy-digits" if folder.resolve() == WEIGHTS_DIR.resolve() else str(folder / "toy-digits")
-    loaded = load_pipeline(model, manager, families=pipelines_for("seedselect"), purpose="the toy evaluation")
+    loaded = load_pipeline(model, manager, families=registry.SEEDSELECT.pipelines(), purpose="the toy evaluation")
     judge = load_judge(folder / "judge")
     images, labels = data.load()
     split = manifest["split"]["indices_into_load_digits"]

@@ -14,31 +14,30 @@ FLUX.1 is refused: it is guidance-distilled, with no unconditional prediction fo
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from rarecli.backbones.families import family_of, pipelines_for
+from rarecli.backbones.families import family_of, find_family
 from rarecli.backbones.loading import LoadedPipeline, declared_pipeline_class, latent_shape, load_pipeline
 from rarecli.errors import InputError
-from rarecli.llm.planner import Planner, check_method_options, planner_from_options
+from rarecli.llm.planner import Planner, planner_from_options
 from rarecli.llm.schema import Plan
 from rarecli.log import progress
 from rarecli.methods.aapb.guidance import GAMMA_MAX, GAMMA_MIN, AnchorInputs, GammaTrace, anchored
+from rarecli.methods.aapb.options import PAPER, SPEC, AAPBOptions
 from rarecli.methods.latents import pipeline_latents
 from rarecli.methods.output import Provenance, settings_text
 from rarecli.methods.protocol import Generated, MethodContext, Request
 from rarecli.methods.r2f.sampler import DEFAULT_STEPS, Conditioning, encode, paper_scheduler, sampler_name, uses_cfg
 from rarecli.methods.r2f.schedule import prompt_chain
+from rarecli.methods.spec import MethodBase
 from rarecli.seeds.noise import noise_from_seed
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-NAME = "aapb"
-OPTIONS = frozenset({"gamma", "negative_prompt", "llm_backend", "llm_model", "llm_base_url"})
-PAPER = "Lee et al., Adaptive Auxiliary Prompt Blending, CVPR 2026 (arXiv 2603.19158)"
 
 
 def anchor_and_target(plan: Plan) -> tuple[str, str]:
@@ -47,26 +46,18 @@ def anchor_and_target(plan: Plan) -> tuple[str, str]:
     return prompts[0], prompts[-1]
 
 
-class AAPB:
-    name = NAME
-    needs_refs = False
+class AAPB(MethodBase):
+    """AAPB (`AAPBOptions`)."""
 
-    def check(self, options: Mapping[str, Any]) -> None:
-        unknown = sorted(set(options) - OPTIONS)
-        if unknown:
-            raise InputError(f"aapb has no option {', '.join(unknown)}")
-        check_method_options(options)
-        gamma = options.get("gamma")
-        if gamma is not None and not (isinstance(gamma, int | float) and 0.0 <= float(gamma) <= 1.0):
-            raise InputError(f"--gamma must be a number in [0, 1] (got {gamma!r})", hint="leave it out for adaptive gamma*")
+    spec = SPEC
 
     def prepare(self, context: MethodContext) -> _PreparedAAPB:
-        self.check(context.options)
-        declared = declared_pipeline_class(context.model, context.revision)
-        if declared == "FluxPipeline":
+        context = replace(context, options=self.check(context.options))
+        declared = find_family(declared_pipeline_class(context.model, context.revision) or "")
+        if declared is not None and not declared.cfg:
             raise InputError(
-                f"AAPB needs classifier-free guidance's unconditional prediction, and {context.model} is FLUX.1, "
-                "which is guidance-distilled and samples without CFG",
+                f"AAPB needs classifier-free guidance's unconditional prediction, and {context.model} is "
+                f"{declared.label}, which is guidance-distilled and samples without CFG",
                 hint="use --method r2f on FLUX, or AAPB on SD3, SDXL or SD",
             )
         planner = planner_from_options(context.options)
@@ -74,8 +65,8 @@ class AAPB:
             context.model,
             context.manager,
             context.revision,
-            families=pipelines_for(NAME),
-            purpose=f"{context.command} --method aapb",
+            families=self.spec.pipelines(),
+            purpose=f"{context.command} --method {self.name}",
             t5=context.t5,
         )
         return _PreparedAAPB(loaded, context, planner)
@@ -163,9 +154,9 @@ class _PreparedAAPB:
         family = family_of(loaded.family)
         steps = context.steps or DEFAULT_STEPS
         guidance = family.guidance if context.guidance is None else context.guidance
-        negative = context.options.get("negative_prompt")
-        gamma = context.options.get("gamma")
-        gamma = None if gamma is None else float(gamma)
+        options: AAPBOptions = context.options  # type: ignore[assignment]
+        negative = options.negative_prompt
+        gamma = options.gamma
         plan = self.plan(request)
         anchor, target = anchor_and_target(plan)
         cfg = uses_cfg(loaded, guidance)
@@ -193,7 +184,7 @@ class _PreparedAAPB:
             hyper["t5"] = loaded.has_t5
         seeds = list(request.seeds)
         wanted = request.wanted()
-        with progress("aapb", total=len(wanted) * steps) as bar:
+        with progress(SPEC.name, total=len(wanted) * steps) as bar:
             for i in wanted:
                 seed = seeds[i]
                 noise = noise_from_seed(seed, shape)
@@ -204,14 +195,14 @@ class _PreparedAAPB:
                 summary = f"{mode}" + (f", mean {sum(per_step) / len(per_step):.3f}" if per_step else "")
                 provenance = Provenance(
                     command=context.command,
-                    method=NAME,
+                    method=SPEC.name,
                     prompt=plan.prompt,
                     seed=seed,
                     model=loaded.meta(),
                     hyper=dict(hyper),
                     extra={
                         "plan": plan.to_json(),
-                        "aapb": {"anchor": anchor, "target": target, "mode": mode, "gamma_trace": per_step,
+                        SPEC.name: {"anchor": anchor, "target": target, "mode": mode, "gamma_trace": per_step,
                                  "paper": PAPER},  # fmt: skip
                     },
                     settings=settings_text(sampler, steps, guidance, seed, context.model, **{"AAPB gamma": summary}),

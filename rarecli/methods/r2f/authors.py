@@ -19,13 +19,15 @@ table; it is the default for new plans.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from rarecli.errors import InputError
-from rarecli.io.inputs import loads
-from rarecli.llm.plus_schema import PlusPlan, from_authors
+from rarecli.io.inputs import loads, read_text
 from rarecli.llm.schema import MAX_CHAIN, MAX_LEVEL, Chain, Plan
+from rarecli.log import warn
+from rarecli.methods.r2f_plus.schema import PlusPlan, from_authors
 
 ALTERNATION = 2  # their `alt_step`: even steps the stand-in, odd steps the rare prompt
 
@@ -123,3 +125,16 @@ def import_plus_plans(text: str, source: str) -> tuple[list[PlusPlan], dict[str,
         except InputError as exc:
             refused[name] = exc.message
     return plans, refused
+
+
+def import_file(path: Path) -> Iterator[Plan | PlusPlan]:
+    """Every plan in one of the authors' plan files (`rare r2f plan --import`), of whichever kind it holds;
+    an R2F+ plan our checks refuse is named in a warning, not dropped silently (the rest stay usable)."""
+    text = read_text(path, "plan file")
+    if not is_plus_file(text, str(path)):
+        yield from import_plans(text, str(path))
+        return
+    plans, refused = import_plus_plans(text, str(path))
+    yield from plans
+    for prompt, reason in refused.items():
+        warn(f"not imported: {prompt!r}: {reason}")

@@ -7,20 +7,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rarecli.errors import InputError, RareError
+from rarecli.errors import InputError
 from rarecli.io.atomic import check_writable
-from rarecli.llm.plus_schema import PlusPlan
 from rarecli.methods import registry
-from rarecli.methods.output import write_generated
+from rarecli.methods.driver import Driver, to_folder
 from rarecli.methods.protocol import MethodContext, Request
-from rarecli.methods.r2f.plans import AnyPlan
+from rarecli.methods.r2f.options import R2F
+from rarecli.methods.r2f.plans import AnyPlan, plan_kind_of
+from rarecli.methods.spec import MethodSpec
 from rarecli.runtime.device import DeviceManager
 
 
 @dataclass
 class R2FConfig:
     plans: list[AnyPlan]
-    method: str = "r2f"  # r2f (R2F, or R2F+ for R2F+ plans) or aapb (AAPB on the same R2F plans)
+    method: str = R2F  # a method that reads R2F plans: R2F (R2F+ for R2F+ plans), or AAPB
     gamma: float | None = None  # aapb: a fixed anchor weight (None: the adaptive gamma*)
     model: str = "stabilityai/stable-diffusion-3-medium-diffusers"
     revision: str | None = None
@@ -61,48 +62,51 @@ class R2FResult:
         return out
 
 
-def _method_and_options(config: R2FConfig) -> tuple[str, dict[str, Any]]:
-    """R2F or R2F+ (by the plans' kind), with the options that kind takes; a mix is refused."""
-    plus = [isinstance(p, PlusPlan) for p in config.plans]
-    negative = {"negative_prompt": config.negative_prompt} if config.negative_prompt else {}
-    detection = {
-        k: v
-        for k, v in (
-            ("detector", config.detector),
-            ("segmenter", config.segmenter),
-            ("min_detection_score", config.min_detection_score),
-        )
-        if v is not None
-    }
-    if config.method == "aapb":
-        if any(plus):
-            raise InputError("AAPB takes R2F plans (an anchor prompt per prompt), not R2F+ plans")
-        if config.schedule != "rare":
-            raise InputError("--schedule is R2F's step rule; AAPB has none (gamma* decides every step)")
-        if config.masks != "boxes" or detection:
-            raise InputError("--masks, --detector, --segmenter and --min-detection-score are for R2F+ plans")
-        gamma = {"gamma": config.gamma} if config.gamma is not None else {}
-        return "aapb", {**gamma, **negative}
-    if config.gamma is not None:
-        raise InputError("--gamma is AAPB's anchor weight", hint="add --method aapb")
-    if all(plus):
-        if config.schedule != "rare":
-            raise InputError("--schedule is for R2F plans; R2F+ plans alternate each object by its own levels")
-        if detection and config.masks != "detector":
-            raise InputError(f"--{next(iter(detection)).replace('_', '-')} needs --masks detector")
-        return "r2f-plus", {"masks": config.masks, **detection, **negative}
-    if any(plus):
+def _given(config: R2FConfig) -> dict[str, Any]:
+    """The method options the job sets (a value other than the one that means "not chosen")."""
+    unset = {"negative_prompt": None, "gamma": None, "schedule": "rare", "masks": "boxes", "detector": None,
+             "segmenter": None, "min_detection_score": None}  # fmt: skip
+    return {name: getattr(config, name) for name, off in unset.items() if getattr(config, name) not in (off, "")}
+
+
+def choose_method(config: R2FConfig) -> tuple[MethodSpec, dict[str, Any]]:
+    """The method that runs the plans (R2F's own plans may name another reader of them: AAPB; R2F+
+    plans run R2F+), with the options the job sets; an option of another method is named."""
+    kinds = {plan_kind_of(p) for p in config.plans}
+    if len(kinds) > 1:
         raise InputError("the plans mix R2F and R2F+ plans", hint="generate them separately: one file of each kind")
-    if config.masks != "boxes" or detection:
-        raise InputError("--masks, --detector, --segmenter and --min-detection-score are for R2F+ plans")
-    return "r2f", {"schedule": config.schedule, **negative}
+    (kind,) = kinds
+    spec = registry.spec(config.method, "rare r2f generate")
+    if spec.plan_kind != kind:
+        readers = registry.with_plans(kind)
+        if spec.name != R2F or not readers:
+            theirs = registry.spec(spec.plan_kind or kind).title
+            raise InputError(f"{spec.title} takes {theirs} plans, not {registry.spec(kind).title} plans")
+        spec = registry.spec(readers[0])  # R2F on R2F+ plans is R2F+
+    given = _given(config)
+    names = spec.options.names()
+    for name in given:
+        if name in names:
+            continue
+        flag = "--" + name.replace("_", "-")
+        owner = next((s for s in registry.METHODS.values() if name in s.options.names() and s.plan_kind), None)
+        if owner is None:
+            raise InputError(f"{flag} is not an option of {spec.title}")
+        if owner.plan_kind != spec.plan_kind:
+            raise InputError(f"{flag} is for {registry.spec(owner.plan_kind or '').title} plans")
+        raise InputError(
+            f"{flag} is {owner.title}'s {owner.options.describe_one(name).info.what}; {spec.title} has none",
+            hint=f"add --method {owner.name}",
+        )
+    return spec, given
 
 
 def run(config: R2FConfig, manager: DeviceManager) -> Iterator[R2FResult]:
     """Generate `num_images` per plan (seeds seed, seed+1, ...); yields one result per plan as it is done."""
     if not config.plans:
         raise InputError("no plans to generate from", hint="pipe `rare r2f plan` into `rare r2f generate -`")
-    method, options = _method_and_options(config)
+    spec, given = choose_method(config)
+    options = spec.parse(given)  # checked once, before the output folder or any model
     check_writable(config.out)
     context = MethodContext(
         config.model,
@@ -116,19 +120,17 @@ def run(config: R2FConfig, manager: DeviceManager) -> Iterator[R2FResult]:
         height=config.height,
         width=config.width,
     )
-    prepared = registry.get(method).prepare(context)
+    driver = Driver.prepare(spec.load(), context)
     seeds = range(config.seed, config.seed + config.num_images)
-    for plan in config.plans:
+    write = to_folder(config.out, seeds=False)
+    for plan in config.plans:  # each plan's images are printed as soon as its result is yielded
         result = R2FResult(plan.prompt)
-        for made in prepared.generate(Request(plan.prompt, seeds, plan=plan)):
-            try:
-                written = write_generated(made.image, made.provenance, folder=config.out, extras=made.extras)
-            except RareError as exc:  # earlier plans' images were printed as they were yielded
-                exc.written = result.images + exc.written
-                raise
-            result.images.append(written.image)
-            result.parts.extend(written.extras)
-            result.seeds.append(made.seed)
-            extra = made.provenance.extra
-            result.schedule = extra["schedule"] if "schedule" in extra else extra.get("aapb")
+        driver.written.clear()  # earlier plans' files were printed with their results: a failure names this plan's
+        for drawn in driver.run(Request(plan.prompt, seeds, plan=plan), write):
+            assert drawn.written is not None
+            result.images.append(drawn.written.image)
+            result.parts.extend(drawn.written.extras)
+            result.seeds.append(drawn.made.seed)
+            extra = drawn.made.provenance.extra
+            result.schedule = extra["schedule"] if "schedule" in extra else extra.get(spec.name)
         yield result

@@ -9,48 +9,40 @@ paper's 50 and the guidance to the model family's.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 
-from rarecli.backbones.families import family_of, pipelines_for
+from rarecli.backbones.families import family_of
 from rarecli.backbones.loading import LoadedPipeline, latent_shape, load_pipeline
 from rarecli.errors import InputError
-from rarecli.llm.planner import Planner, check_method_options, planner_from_options
+from rarecli.llm.planner import Planner, planner_from_options
 from rarecli.llm.schema import Plan
 from rarecli.log import progress
 from rarecli.methods.output import Provenance, settings_text
 from rarecli.methods.protocol import Generated, MethodContext, Request
 from rarecli.methods.r2f.flux import build_blend, encode_blend, sample_r2f_flux
+from rarecli.methods.r2f.options import SPEC, R2FOptions
 from rarecli.methods.r2f.sampler import DEFAULT_STEPS, Conditioning, encode_schedule, sample_r2f, sampler_name
-from rarecli.methods.r2f.schedule import RULES, Schedule, build_schedule
+from rarecli.methods.r2f.schedule import Schedule, build_schedule
+from rarecli.methods.spec import MethodBase
 from rarecli.seeds.noise import noise_from_seed
 
-OPTIONS = frozenset({"negative_prompt", "llm_backend", "llm_model", "llm_base_url", "schedule"})
 
+class R2F(MethodBase):
+    """R2F (`R2FOptions`)."""
 
-class R2F:
-    name = "r2f"
-    needs_refs = False
-
-    def check(self, options: Mapping[str, Any]) -> None:
-        unknown = sorted(set(options) - OPTIONS)
-        if unknown:
-            raise InputError(f"r2f has no option {', '.join(unknown)}")
-        check_method_options(options)
-        if options.get("schedule", "rare") not in RULES:
-            raise InputError(f"unknown R2F schedule {options['schedule']!r}", hint="use rare or authors")
+    spec = SPEC
 
     def prepare(self, context: MethodContext) -> _PreparedR2F:
-        self.check(context.options)
-        options = context.options
+        options: R2FOptions = self.check(context.options)  # type: ignore[assignment]
+        context = replace(context, options=options)
         planner = planner_from_options(options)
         loaded = load_pipeline(
             context.model,
             context.manager,
             context.revision,
-            families=pipelines_for(self.name),
-            purpose=f"{context.command} --method r2f",
+            families=self.spec.pipelines(),
+            purpose=f"{context.command} --method {self.name}",
             t5=context.t5,
         )
         return _PreparedR2F(loaded, context, planner)
@@ -73,15 +65,16 @@ class _PreparedR2F:
         return self.planner.plan(request.prompt)
 
     def generate(self, request: Request) -> Iterator[Generated]:
-        if family_of(self.loaded.family).key == "flux":
-            yield from self._generate_flux(request)
+        if not family_of(self.loaded.family).cfg:  # FLUX: no CFG to alternate prompts under
+            yield from self._generate_blend(request)
             return
         loaded, context = self.loaded, self.context
+        options: R2FOptions = context.options  # type: ignore[assignment]
         family = family_of(loaded.family)
         steps = context.steps or DEFAULT_STEPS
         guidance = family.guidance if context.guidance is None else context.guidance
-        negative = context.options.get("negative_prompt")
-        rule = context.options.get("schedule", "rare")
+        negative = options.negative_prompt
+        rule = options.schedule
         plan = self.plan(request)
         key = repr((plan.to_json(), steps, guidance, negative, rule))
         if self._last is None or self._last[0] != key:
@@ -105,14 +98,14 @@ class _PreparedR2F:
         stops = "/".join(str(s) for s in schedule.stops) or "none"
         seeds = list(request.seeds)
         wanted = request.wanted()
-        with progress("r2f", total=len(wanted) * steps) as bar:
+        with progress(SPEC.name, total=len(wanted) * steps) as bar:
             for i in wanted:
                 seed = seeds[i]
                 noise = noise_from_seed(seed, shape)
                 image = sample_r2f(loaded, schedule, conds, noise, guidance, on_step=lambda _: bar.advance())
                 provenance = Provenance(
                     command=context.command,
-                    method=R2F.name,
+                    method=SPEC.name,
                     prompt=plan.prompt,
                     seed=seed,
                     model=loaded.meta(),
@@ -123,15 +116,24 @@ class _PreparedR2F:
                 )
                 yield Generated(i, seed, image, provenance, seed_tensor=noise)
 
-    def _generate_flux(self, request: Request) -> Iterator[Generated]:
-        """R2F on FLUX: the authors' embedding blend (`flux.py`), 4 steps by default, no CFG."""
+    def _generate_blend(self, request: Request) -> Iterator[Generated]:
+        """R2F without CFG: the authors' embedding blend on FLUX.1-schnell (`flux.py`), 4 steps by default."""
         loaded, context = self.loaded, self.context
+        options: R2FOptions = context.options  # type: ignore[assignment]
         family = family_of(loaded.family)
-        if context.options.get("schedule", "rare") != "rare":
+        checkpoint = loaded.checkpoint
+        if checkpoint is None or checkpoint.r2f_rule != "blend":
+            raise InputError(
+                f"R2F on {family.label} follows the authors' rule for FLUX.1-schnell's 4 steps, and "
+                f"{context.model} is {checkpoint.label if checkpoint else 'not FLUX.1-schnell'}: no R2F rule is "
+                "published for it",
+                hint="use FLUX.1-schnell, or R2F on SD3, SDXL or SD",
+            )
+        if options.schedule != "rare":
             raise InputError("--schedule is for SD, SDXL and SD3; on FLUX, R2F blends embeddings by the authors' rule")
-        if context.options.get("negative_prompt"):
+        if options.negative_prompt:
             raise InputError("FLUX samples without CFG: a negative prompt has no effect", hint="leave out --negative-prompt")
-        steps = context.steps or family.r2f_steps
+        steps = context.steps or checkpoint.r2f_steps or DEFAULT_STEPS
         distilled = not getattr(loaded.pipe.transformer.config, "guidance_embeds", False)
         guidance = family.guidance if context.guidance is None else context.guidance
         plan = self.plan(request)
@@ -150,7 +152,7 @@ class _PreparedR2F:
         weights = "/".join(f"{a:g}" if j is not None else "0" for j, a in blend.steps)
         seeds = list(request.seeds)
         wanted = request.wanted()
-        with progress("r2f", total=len(wanted)) as bar:
+        with progress(SPEC.name, total=len(wanted)) as bar:
             for i in wanted:
                 seed = seeds[i]
                 noise = noise_from_seed(seed, shape)
@@ -158,7 +160,7 @@ class _PreparedR2F:
                 bar.advance()
                 provenance = Provenance(
                     command=context.command,
-                    method=R2F.name,
+                    method=SPEC.name,
                     prompt=plan.prompt,
                     seed=seed,
                     model=loaded.meta(),

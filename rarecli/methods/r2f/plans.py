@@ -8,11 +8,18 @@ from typing import Any
 
 from rarecli.errors import InputError
 from rarecli.io.inputs import loads, read_stdin, read_text
-from rarecli.llm import plus_schema
-from rarecli.llm.plus_schema import PlusPlan
 from rarecli.llm.schema import Plan
+from rarecli.methods.r2f.options import R2F
+from rarecli.methods.r2f_plus import schema as plus_schema
+from rarecli.methods.r2f_plus.options import R2F_PLUS
+from rarecli.methods.r2f_plus.schema import PlusPlan
 
 AnyPlan = Plan | PlusPlan
+
+
+def plan_kind_of(plan: AnyPlan) -> str:
+    """The kind of plan it is, as methods declare the plans they read (`MethodSpec.plan_kind`)."""
+    return R2F_PLUS if isinstance(plan, PlusPlan) else R2F
 
 
 def read_plan(doc: Any, where: str) -> AnyPlan:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rarecli.backbones.encoding import encode_prompt
 from rarecli.backbones.families import R2F_REFERENCE_STEPS, family_of, sampler_label
 from rarecli.methods.r2f.schedule import Schedule
 
@@ -63,30 +64,8 @@ def encode(
 
     pipe = loaded.pipe
     device = loaded.manager.torch_device
-    family = family_of(loaded.family)
     loaded.check_prompt_length(prompt)
-    if family.key == "sd3":
-        pos, neg, pooled, neg_pooled = pipe.encode_prompt(
-            prompt=prompt,
-            prompt_2=None,
-            prompt_3=None,
-            device=device,
-            num_images_per_prompt=1,
-            do_classifier_free_guidance=cfg,
-            negative_prompt=negative,
-            max_sequence_length=max_sequence_length or family.max_sequence_length,
-        )
-    elif family.key == "sdxl":
-        pos, neg, pooled, neg_pooled = pipe.encode_prompt(
-            prompt=prompt,
-            device=device,
-            num_images_per_prompt=1,
-            do_classifier_free_guidance=cfg,
-            negative_prompt=negative,
-        )
-    else:
-        pos, neg = pipe.encode_prompt(prompt, device, 1, cfg, negative_prompt=negative)
-        pooled = neg_pooled = None
+    pos, neg, pooled, neg_pooled = encode_prompt(pipe, loaded.family, prompt, negative, cfg, device, max_sequence_length)
     if cfg:
         pos = torch.cat([neg, pos], dim=0)
         if pooled is not None:

@@ -28,6 +28,7 @@ from rarecli.errors import InputError
 from rarecli.llm.schema import Concept, Plan, locate
 from rarecli.log import warn
 from rarecli.methods.r2f.authors import authors_steps
+from rarecli.methods.r2f.options import RULES
 
 
 def level_stops(family: str) -> tuple[int, ...]:
@@ -120,7 +121,6 @@ class Schedule:
         }
 
 
-RULES = ("rare", "authors")
 
 
 def build_schedule(plan: Plan, family: str, steps: int, rule: str = "rare") -> Schedule:

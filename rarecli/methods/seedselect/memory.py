@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from rarecli.methods.seedselect.objective import Objective
 
 FREE_SHARE = 0.5
-MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)

@@ -9,47 +9,31 @@ yielded with `interrupted=True`, and nothing further is optimised.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rarecli.errors import InputError
 from rarecli.log import info, progress, progress_enabled, warn
 from rarecli.methods.output import Provenance, settings_text
 from rarecli.methods.protocol import Generated, MethodContext, Request
-from rarecli.methods.seedselect.config import (
-    DEFAULT_INNER_STEPS,
-    OPTION_NAMES,
-    SeedSelectConfig,
-    validate,
-)
+from rarecli.methods.seedselect.config import DEFAULT_INNER_STEPS, SeedSelectConfig
 from rarecli.methods.seedselect.objective import OptimResult
 from rarecli.methods.seedselect.references import describe_subset
 from rarecli.methods.seedselect.session import ImagePlan, Session, prepare
+from rarecli.methods.spec import MethodBase
 from rarecli.runtime.device import is_out_of_memory
 
 DEFAULT_BATCH = 4
 
 
-class SeedSelect:
-    """`seedselect` or `nao-seedselect`. Options: the SeedSelectConfig fields that are not the job's
-    (iters, lr, loss weights, patience, clip_model, batch_size, checkpointing, inversion settings...);
-    `MethodContext.steps` is the inner DDIM steps and `guidance` the CFG (None: the method's default)."""
-
-    needs_refs = True
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def check(self, options: Mapping[str, Any]) -> None:
-        unknown = sorted(set(options) - OPTION_NAMES)
-        if unknown:
-            raise InputError(f"{self.name} has no option {', '.join(unknown)}", hint="see `rare seedselect --help`")
-        validate(SeedSelectConfig(prompt="check", refs=None, method=self.name, **options))
+class SeedSelect(MethodBase):
+    """`seedselect` or `nao-seedselect` (one class, given its registry entry). Options: `SeedSelectOptions`
+    / `NaoSeedSelectOptions`; `MethodContext.steps` is the inner DDIM steps and `guidance` the CFG (None:
+    the method's default)."""
 
     def prepare(self, context: MethodContext) -> _PreparedSeedSelect:
-        self.check(context.options)
-        return _PreparedSeedSelect(self.name, context)
+        return _PreparedSeedSelect(self.name, replace(context, options=self.check(context.options)))
 
 
 @dataclass
@@ -76,7 +60,7 @@ class _PreparedSeedSelect:
             width=context.width,
             num_images=len(seeds),
             seed=seeds[0],
-            **context.options,
+            options=context.options,  # checked once, in prepare
         )
 
     def generate(self, request: Request) -> Iterator[Generated]:
@@ -84,7 +68,7 @@ class _PreparedSeedSelect:
         session = prepare(config, self.context.manager)  # checks everything before loading anything
         wanted = request.wanted()
         plans = [session.plans[i] for i in wanted]
-        size = config.batch_size or min(DEFAULT_BATCH, max(len(plans), 1))
+        size = config.options.batch_size or min(DEFAULT_BATCH, max(len(plans), 1))
         queue = [plans[i : i + size] for i in range(0, len(plans), size)]
         while queue:
             batch = queue.pop(0)

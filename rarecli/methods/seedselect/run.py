@@ -7,12 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rarecli.errors import RareError
 from rarecli.io.atomic import check_writable
 from rarecli.methods import registry
-from rarecli.methods.output import write_generated
+from rarecli.methods.driver import Driver, to_folder
 from rarecli.methods.protocol import MethodContext, Request
-from rarecli.methods.seedselect.config import SeedSelectConfig, clean_prompt, options_of, validate
+from rarecli.methods.seedselect.config import SeedSelectConfig, clean_prompt
 from rarecli.runtime.device import DeviceManager
 
 
@@ -41,23 +40,20 @@ def run(config: SeedSelectConfig, manager: DeviceManager) -> SeedSelectResult:
     file is written unless the run gets to the end of at least one optimisation. `--method sd` is the
     plain-sampling baseline from seeds seed, seed+1, ... at `inner_steps` steps.
     """
-    validate(config)
     prompt = clean_prompt(config.prompt)
     check_writable(config.out)
     method = registry.get(config.method, "rare seedselect")
-    options = options_of(config) if method.needs_refs else {}
     context = MethodContext(
         config.model,
         config.revision,
         manager,
         config.inner_steps,
         config.guidance,
-        options,
+        config.options,
         command="seedselect",
         height=config.height,
         width=config.width,
     )
-    prepared = method.prepare(context)
     # SeedSelect records the prompt as given beside the cleaned one itself; plain sampling draws the cleaned one.
     request = Request(
         config.prompt if method.needs_refs else prompt,
@@ -65,20 +61,12 @@ def run(config: SeedSelectConfig, manager: DeviceManager) -> SeedSelectResult:
         refs=config.refs,
     )
     result = SeedSelectResult([], [], [], [])
-    for made in prepared.generate(request):
-        try:
-            written = write_generated(
-                made.image, made.provenance, folder=config.out, seed_tensor=made.seed_tensor, run_record=made.run_record
-            )
-        except RareError as exc:
-            exc.written = (
-                [p for group in zip(result.images, result.seeds, strict=True) for p in group]
-                + result.runs
-                + exc.written
-            )
-            raise
+    for drawn in Driver.prepare(method, context).run(request, to_folder(config.out)):
+        made, written = drawn.made, drawn.written
+        assert written is not None
         result.images.append(written.image)
-        result.seeds.append(written.seed)
+        if written.seed is not None:
+            result.seeds.append(written.seed)
         if written.run is not None:
             result.runs.append(written.run)
             loss = made.provenance.extra

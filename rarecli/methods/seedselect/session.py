@@ -15,15 +15,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rarecli.backbones.clip import ClipEncoder, load_clip
-from rarecli.backbones.families import pipelines_for
 from rarecli.backbones.loading import LoadedPipeline, latent_shape, load_pipeline
 from rarecli.errors import InputError
 from rarecli.log import info, warn
+from rarecli.methods import registry
 from rarecli.methods.ddim import DdimSchedule, TextConditioning, encode_text, render, to_pil
 from rarecli.methods.inversion import InversionSettings, invert_references
-from rarecli.methods.seedselect.config import DEFAULTS, SeedSelectConfig, clean_prompt, resolve_clip, validate
+from rarecli.methods.seedselect.config import DEFAULTS, SeedSelectConfig, clean_prompt, resolve_clip
 from rarecli.methods.seedselect.memory import choose
 from rarecli.methods.seedselect.objective import Objective, OptimResult, optimise, semantic_weights
+from rarecli.methods.seedselect.options import NaoSeedSelectOptions, SeedSelectOptions
 from rarecli.methods.seedselect.references import (
     Reference,
     ReferenceTargets,
@@ -75,19 +76,20 @@ def prepare(config: SeedSelectConfig, manager: DeviceManager) -> Session:
     inversions and the centroid). `run` writes files from it; an evaluation can optimise and render
     in memory (`Session.optimise`, `Session.render`)."""
 
-    validate(config)
-    if config.method == "sd":
-        raise InputError("--method sd has no optimisation to prepare", hint="use seedselect or nao-seedselect")
+    if not isinstance(config.options, SeedSelectOptions):
+        raise InputError(f"--method {config.method} has no optimisation to prepare", hint="use seedselect or nao-seedselect")
+    options = config.options
+    nao = isinstance(options, NaoSeedSelectOptions)
     prompt = clean_prompt(config.prompt)
     refs = load_references(config.refs)
     iters_default, lr_default, guidance_default = DEFAULTS[config.method]
-    iters = config.iters or iters_default
-    lr = config.lr if config.lr is not None else lr_default
+    iters = options.iters or iters_default
+    lr = options.lr if options.lr is not None else lr_default
     guidance = config.guidance if config.guidance is not None else guidance_default
     phases = SetupPhases(manager)
     with phases("load_pipeline"):
         loaded = load_pipeline(
-            config.model, manager, config.revision, families=pipelines_for(config.method), purpose="seedselect"
+            config.model, manager, config.revision, families=registry.spec(config.method).pipelines(), purpose=config.method
         )
     manager = loaded.manager  # with --dtype auto resolved for the model's family
     phases.manager = manager
@@ -101,35 +103,32 @@ def prepare(config: SeedSelectConfig, manager: DeviceManager) -> Session:
     info(f"{len(refs)} reference image(s); CLIP {clip.name}; {config.method} on {config.model}")
     with phases("reference_targets"):
         targets = compute_targets(loaded, clip, refs, shape[1:], config.seed)
-    with phases("start_points" if config.method == "seedselect" else "inversion_and_centroid"):
-        if config.method == "seedselect":
-            plans = _seedselect_plans(config, shape, len(refs))
-        else:
-            plans = _nao_plans(config, loaded, refs, prompt, shape)
+    with phases("inversion_and_centroid" if nao else "start_points"):
+        plans = _nao_plans(config, loaded, refs, prompt, shape) if nao else _seedselect_plans(config, shape, len(refs))
     settings = {
         "method": config.method,
         "iters": iters,
         "lr": lr,
         "lr_schedule": "divided by 10 from the 4th iteration",
-        "weight_decay": config.weight_decay,
+        "weight_decay": options.weight_decay,
         "optimizer": "AdamW",
         "inner_steps": config.inner_steps,
         "guidance": guidance,
         "scheduler": "DDIM (eta 0, no clipping)",
-        "semantic_weight": config.semantic_weight,
-        "appearance_weight": config.appearance_weight,
+        "semantic_weight": options.semantic_weight,
+        "appearance_weight": options.appearance_weight,
         "semantic_step_weights": list(semantic_weights(config.inner_steps)),
-        "patience": config.patience,
+        "patience": options.patience,
         "clip_model": clip.name,
         **({"clip_weights": f"random: architecture twin of {clip.twin_of}"} if clip.twin_of else {}),
-        "checkpointing": config.checkpointing,
+        "checkpointing": options.checkpointing,
         "device": manager.device,
         "dtype": manager.dtype,
         "mixed_precision": manager.mixed_precision,
     }
-    if config.method == "nao-seedselect":
-        settings["inversion"] = {"steps": config.inversion_steps, "guidance": 1.0, "latent": "VAE posterior mean"}
-        settings["nao_starts"] = config.nao_starts
+    if nao:
+        settings["inversion"] = {"steps": options.inversion_steps, "guidance": 1.0, "latent": "VAE posterior mean"}  # type: ignore[attr-defined]
+        settings["nao_starts"] = options.nao_starts
     info(f"set-up {phases.total:.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in phases.seconds.items()) + ")")
     return Session(
         config, prompt, refs, loaded, clip, text, schedule, targets, settings, phases.total, plans, phases.seconds
@@ -151,14 +150,14 @@ def _nao_plans(
 ) -> list[ImagePlan]:
 
     inverted = invert_references(
-        loaded, refs, prompt, shape[1:], InversionSettings(config.inversion_steps, 1.0), config.inversion_cache
+        loaded, refs, prompt, shape[1:], InversionSettings(config.options.inversion_steps, 1.0), config.options.inversion_cache
     )
     if len(refs) == 1:
         warn("one reference image: NAO-SeedSelect starts from its inverted seed (a centroid needs two or more)")
         starts = [(inverted[0], {"kind": "inversion", "reference": refs[0].path.name})] * config.num_images
     else:
         centroid, paths = nao_centroid_and_paths(inverted)
-        starts = nao_start_points(centroid, paths, config.num_images, [r.path.name for r in refs], config.nao_starts)
+        starts = nao_start_points(centroid, paths, config.num_images, [r.path.name for r in refs], config.options.nao_starts)
     every = list(range(len(refs)))
     return [ImagePlan(i, config.seed + i, start.reshape(shape), meta, every) for i, (start, meta) in enumerate(starts)]
 
@@ -203,21 +202,21 @@ class Session:
             self.schedule,
             torch.stack([self.targets.clip_centroid(p.subset) for p in batch]).to(device),
             torch.stack([self.targets.latent_mean(p.subset) for p in batch]).to(device),
-            self.config.semantic_weight,
-            self.config.appearance_weight,
+            self.config.options.semantic_weight,
+            self.config.options.appearance_weight,
         )
         starts = torch.stack([p.start for p in batch])
-        choice = choose(self.config.checkpointing, objective, starts.to(device))
+        choice = choose(self.config.options.checkpointing, objective, starts.to(device))
         objective.checkpoint = choice.enabled
-        if self.config.checkpointing == "auto":
+        if self.config.options.checkpointing == "auto":
             info(f"checkpointing {'on' if choice.enabled else 'off'} ({choice.reason})")
         result = optimise(
             objective,
             starts,
             iters=self.iters,
             lr=float(self.settings["lr"]),
-            weight_decay=self.config.weight_decay,
-            patience=self.config.patience,
+            weight_decay=self.config.options.weight_decay,
+            patience=self.config.options.patience,
             on_iteration=on_iteration,
             snapshot_at=snapshot_at,
         )

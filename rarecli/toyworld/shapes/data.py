@@ -80,7 +80,7 @@ def pair_caption(left: tuple[str, str], right: tuple[str, str]) -> str:
 
 
 @dataclass(frozen=True)
-class Item:
+class ShapesItem:
     """One object to draw: its colour and shape, where (centre, in pixels) and how big (side, pixels)."""
 
     colour: str
@@ -110,7 +110,7 @@ def _mask(shape: str, cx: float, cy: float, side: float, scale: int) -> np.ndarr
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def draw(items: list[Item], rng: np.random.Generator, scale: int = 4) -> np.ndarray:
+def draw(items: list[ShapesItem], rng: np.random.Generator, scale: int = 4) -> np.ndarray:
     """An RGB image [SIZE, SIZE, 3] in [0, 1] with the items drawn (later ones on top)."""
     n = SIZE * scale
     canvas = np.zeros((n, n, 3), dtype=np.float32) + rng.uniform(0.02, 0.1, size=3).astype(np.float32)
@@ -126,7 +126,7 @@ def draw(items: list[Item], rng: np.random.Generator, scale: int = 4) -> np.ndar
 def single(colour: str, shape: str, rng: np.random.Generator) -> np.ndarray:
     side = rng.uniform(14, 22)
     c = SIZE / 2
-    return draw([Item(colour, shape, c + rng.uniform(-3, 3), c + rng.uniform(-3, 3), side)], rng)
+    return draw([ShapesItem(colour, shape, c + rng.uniform(-3, 3), c + rng.uniform(-3, 3), side)], rng)
 
 
 # The boxes of a two-object image (x0, y0, x1, y1 as fractions of the image), as an R2F+ plan gives them.
@@ -139,7 +139,7 @@ def double(left: tuple[str, str], right: tuple[str, str], rng: np.random.Generat
     for (colour, shape), box in ((left, LEFT_BOX), (right, RIGHT_BOX)):
         cx = (box[0] + box[2]) / 2 * SIZE + rng.uniform(-1, 1)
         cy = (box[1] + box[3]) / 2 * SIZE + rng.uniform(-2, 2)
-        items.append(Item(colour, shape, cx, cy, rng.uniform(12, 14)))
+        items.append(ShapesItem(colour, shape, cx, cy, rng.uniform(12, 14)))
     return draw(items, rng)
 
 

@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from rarecli.llm.plus_schema import PlusObject, PlusPlan
 from rarecli.llm.schema import Concept, Plan
 from rarecli.methods import registry
+from rarecli.methods.driver import Driver
 from rarecli.methods.protocol import MethodContext, Request
+from rarecli.methods.r2f_plus.schema import PlusObject, PlusPlan
 from rarecli.runtime.device import DeviceManager
 from rarecli.toyworld.scoring import wilson
 from rarecli.toyworld.shapes import data
@@ -90,9 +91,10 @@ def evaluate(out: Path, seeds: int = 20, steps: int = STEPS, two_object: bool = 
 
     def prepared(name: str, **options: Any) -> Any:
         context = MethodContext("toy-shapes", None, manager, steps, None, options, command="toy-shapes-eval")
-        return registry.get(name).prepare(context)
+        return Driver.prepare(registry.get(name), context)
 
-    r2f, aapb, aapb_fixed = prepared("r2f"), prepared("aapb"), prepared("aapb", gamma=FIXED_GAMMA)
+    r2f, aapb = prepared(registry.R2F.name), prepared(registry.AAPB.name)
+    aapb_fixed = prepared(registry.AAPB.name, gamma=FIXED_GAMMA)
     methods: dict[str, tuple[Any, Any, str]] = {"plain": (r2f, None, "attribute")}
     methods.update({f"r2f_level_{k}": (r2f, k, "attribute") for k in range(1, 6)})
     methods.update({"aapb_adaptive": (aapb, 3, "attribute"), f"aapb_fixed_{FIXED_GAMMA:g}": (aapb_fixed, 3, "attribute")})
@@ -108,7 +110,7 @@ def evaluate(out: Path, seeds: int = 20, steps: int = STEPS, two_object: bool = 
         for group, pairs in groups().items():
             for colour, shape in pairs:
                 plan = r2f_plan(colour, shape, level, stand_in)
-                made = list(prep.generate(Request(plan.prompt, seed_list, plan=plan)))
+                made = [d.made for d in prep.run(Request(plan.prompt, seed_list, plan=plan))]
                 images = [m.image for m in made]
                 readings = judge.read(images)
                 c = sum(r.colour == colour for r in readings)
@@ -123,7 +125,7 @@ def evaluate(out: Path, seeds: int = 20, steps: int = STEPS, two_object: bool = 
                 per_prompt.append({"method": method, "prompt": plan.prompt, "group": group, "both": b, "n": len(readings),
                                    "drawn": dict(sorted(drawn.items(), key=lambda kv: -kv[1]))})  # fmt: skip
                 for m in made:
-                    trace = (m.provenance.extra.get("aapb") or {}).get("gamma_trace")
+                    trace = (m.provenance.extra.get(registry.AAPB.name) or {}).get("gamma_trace")
                     if trace:
                         gammas.append(float(np.mean(trace)))
         rows[method] = {
@@ -148,7 +150,7 @@ def evaluate(out: Path, seeds: int = 20, steps: int = STEPS, two_object: bool = 
 
 
 def _two_object(prepared: Any, judge: Any, seeds: list[int]) -> dict[str, Any]:
-    r2f, plus = prepared("r2f"), prepared("r2f-plus")
+    r2f, plus = prepared(registry.R2F.name), prepared(registry.R2F_PLUS.name)
     out: dict[str, Any] = {}
     for method, prep in (("plain", r2f), ("r2f_plus", plus)):
         started = time.perf_counter()
@@ -157,9 +159,9 @@ def _two_object(prepared: Any, judge: Any, seeds: list[int]) -> dict[str, Any]:
         for left, right in TWO_OBJECT:
             plan = plus_plan(left, right)
             if method == "plain":
-                made = list(prep.generate(Request(plan.prompt, seeds, plan=Plan(plan.prompt))))
+                made = [d.made for d in prep.run(Request(plan.prompt, seeds, plan=Plan(plan.prompt)))]
             else:
-                made = list(prep.generate(Request(plan.prompt, seeds, plan=plan)))
+                made = [d.made for d in prep.run(Request(plan.prompt, seeds, plan=plan))]
             images = [m.image for m in made]
             left_r, right_r = judge.read(images, data.LEFT_BOX), judge.read(images, data.RIGHT_BOX)
             for lr, rr in zip(left_r, right_r, strict=True):

@@ -48,7 +48,7 @@ def judge_batch(rng: np.random.Generator, n: int) -> tuple[list[np.ndarray], lis
         colour, shape = data.balanced_pair(rng)
         side = rng.uniform(12, 28)
         c = data.SIZE / 2
-        image = data.draw([data.Item(colour, shape, c + rng.uniform(-4, 4), c + rng.uniform(-4, 4), side)], rng)
+        image = data.draw([data.ShapesItem(colour, shape, c + rng.uniform(-4, 4), c + rng.uniform(-4, 4), side)], rng)
         if rng.random() < 0.5:
             k = np.ones((3, 3), dtype=np.float32) / 9
             pad = np.pad(image, ((1, 1), (1, 1), (0, 0)), mode="edge")

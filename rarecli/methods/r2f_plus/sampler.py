@@ -1,16 +1,16 @@
 """R2F+ sampling on SD3: per-object generations pushed into their boxes, fused into the base prompt's.
 
 Park et al., ICLR 2025 (arXiv 2410.22376), as their code runs it (../shared/references/r2fplus.md):
-1. Each object is drawn alone from its own prompt, with its own R2F alternation (`plus_schedule`), its
+1. Each object is drawn alone from its own prompt, with its own R2F alternation (`schedule`), its
    box moved to the image centre, and box guidance on the early steps; its latent after every step is
-   kept. A mask of the object is made from the finished image (`plus_masks`), and the kept latents and
+   kept. A mask of the object is made from the finished image (`masks`), and the kept latents and
    the mask are shifted from the centred box to the object's box.
 2. The base prompt is drawn with every slot alternating by its object's schedule, the same box guidance
    with every box in place, and, after each of the early fusion steps, the latent inside each object's
    mask replaced by that object's latent of the same step (objects in plan order: later ones win where
    masks overlap).
 
-Box guidance (`plus_attention`) is the layout loss of Chen et al. (arXiv 2304.03373) on MMDiT's
+Box guidance (`attention`) is the layout loss of Chen et al. (arXiv 2304.03373) on MMDiT's
 image-to-text attention: per object, `scale * (attention outside its box / (1 + all of it))^2`, averaged
 over objects, and a few gradient steps on the latent, each of size sigma_i^2.
 
@@ -31,17 +31,17 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from rarecli.backbones.families import R2F_REFERENCE_STEPS
-from rarecli.llm.plus_schema import PlusObject, PlusPlan
-from rarecli.methods.r2f.plus_attention import guide, probing, slot_tokens
-from rarecli.methods.r2f.plus_geometry import Box, centred, shift_cells, shift_mask
-from rarecli.methods.r2f.plus_schedule import fill, object_stops
 from rarecli.methods.r2f.sampler import Conditioning, encode, uses_cfg
+from rarecli.methods.r2f_plus.attention import guide, probing, slot_tokens
+from rarecli.methods.r2f_plus.geometry import Box, centred, shift_cells, shift_mask
+from rarecli.methods.r2f_plus.schedule import fill, object_stops
+from rarecli.methods.r2f_plus.schema import PlusObject, PlusPlan
 
 if TYPE_CHECKING:
     import torch
 
     from rarecli.backbones.loading import LoadedPipeline
-    from rarecli.methods.r2f.plus_masks import Masker
+    from rarecli.methods.r2f_plus.masks import Masker
 
 
 

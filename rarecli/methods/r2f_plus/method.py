@@ -5,80 +5,62 @@ authors' plans), or the method asks its planner for one (RareBench: options `llm
 `llm_base_url`). Options: `negative_prompt`; `masks`: `boxes` (each object's box is its mask) or
 `detector` (GroundingDINO + SAM, `detector` and `segmenter` model ids or folders, and
 `min_detection_score` below which detection counts as weak and the box is used). Steps default to the
-paper's 50 and the guidance to SD3's 7.0. See `plus_sampler` for what runs.
+paper's 50 and the guidance to SD3's 7.0. See `sampler` for what runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
-from rarecli.backbones.families import family_of, pipelines_for
+from rarecli.backbones.families import family_of
 from rarecli.backbones.loading import LoadedPipeline, latent_shape, load_pipeline
 from rarecli.errors import InputError
 from rarecli.io.grid import draw_boxes
-from rarecli.llm.planner import Planner, check_method_options, planner_from_options
-from rarecli.llm.plus_schema import PlusPlan
+from rarecli.llm.planner import Planner, planner_from_options
 from rarecli.log import progress
 from rarecli.methods.output import Provenance, settings_text
 from rarecli.methods.protocol import Generated, MethodContext, Request
-from rarecli.methods.r2f.plus_detect import DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, DEFAULT_SEGMENTER, DetectorMasker
-from rarecli.methods.r2f.plus_masks import BoxMasker, Masker
-from rarecli.methods.r2f.plus_sampler import PlusSettings, Trace, sample_plus
 from rarecli.methods.r2f.sampler import DEFAULT_STEPS, sampler_name
-
-NAME = "r2f-plus"
-MASKS = ("boxes", "detector")
-OPTIONS = frozenset(
-    {
-        "negative_prompt",
-        "llm_backend",
-        "llm_model",
-        "llm_base_url",
-        "masks",
-        "detector",
-        "segmenter",
-        "min_detection_score",
-    }
+from rarecli.methods.r2f_plus.answer import R2F_PLUS
+from rarecli.methods.r2f_plus.detect import DetectorMasker
+from rarecli.methods.r2f_plus.masks import BoxMasker, Masker
+from rarecli.methods.r2f_plus.options import (
+    DEFAULT_DETECTOR,
+    DEFAULT_MIN_SCORE,
+    DEFAULT_SEGMENTER,
+    SPEC,
+    R2FPlusOptions,
 )
+from rarecli.methods.r2f_plus.sampler import PlusSettings, Trace, sample_plus
+from rarecli.methods.r2f_plus.schema import PlusPlan
+from rarecli.methods.spec import MethodBase
 
 
-class R2FPlus:
-    name = NAME
-    needs_refs = False
+class R2FPlus(MethodBase):
+    """R2F+ (`R2FPlusOptions`)."""
 
-    def check(self, options: Mapping[str, Any]) -> None:
-        unknown = sorted(set(options) - OPTIONS)
-        if unknown:
-            raise InputError(f"r2f-plus has no option {', '.join(unknown)}")
-        check_method_options(options)
-        if options.get("masks", "boxes") not in MASKS:
-            raise InputError(f"unknown R2F+ masks {options['masks']!r}", hint="use boxes or detector")
-        score = options.get("min_detection_score", DEFAULT_MIN_SCORE)
-        if not isinstance(score, int | float) or not 0 <= score <= 1:
-            raise InputError(f"min_detection_score must be a number in [0, 1] (got {score!r})")
-        if options.get("masks", "boxes") == "boxes" and ({"detector", "segmenter"} & set(options)):
-            raise InputError("a detector or segmenter is only used with masks=detector (--masks detector)")
+    spec = SPEC
 
     def prepare(self, context: MethodContext) -> _PreparedPlus:
-        self.check(context.options)
-        options = context.options
-        planner = planner_from_options(options, NAME)
+        options: R2FPlusOptions = self.check(context.options)  # type: ignore[assignment]
+        context = replace(context, options=options)
+        planner = planner_from_options(options, R2F_PLUS)
         masker: Masker = BoxMasker()
-        if options.get("masks", "boxes") == "detector":
+        if options.masks == "detector":
             masker = DetectorMasker(
-                options.get("detector", DEFAULT_DETECTOR),
-                options.get("segmenter", DEFAULT_SEGMENTER),
+                options.detector or DEFAULT_DETECTOR,
+                options.segmenter or DEFAULT_SEGMENTER,
                 context.manager,
-                float(options.get("min_detection_score", DEFAULT_MIN_SCORE)),
+                DEFAULT_MIN_SCORE if options.min_detection_score is None else options.min_detection_score,
             )
             masker.load()  # a missing detector fails before the pipeline loads
         loaded = load_pipeline(
             context.model,
             context.manager,
             context.revision,
-            families=pipelines_for(self.name),
+            families=self.spec.pipelines(),
             purpose=f"{context.command} (R2F+ runs on SD3 only)",
             t5=context.t5,
         )
@@ -108,7 +90,7 @@ class _PreparedPlus:
         family = family_of(loaded.family)
         steps = context.steps or DEFAULT_STEPS
         guidance = family.guidance if context.guidance is None else context.guidance
-        negative = context.options.get("negative_prompt")
+        negative = context.options.negative_prompt  # type: ignore[union-attr]
         # Without a T5 encoder its 256 positions would be zeros: carry no text, only dilute attention. There
         # R2F+ feeds the family's length (77), as R2F and AAPB do, so every method sees one conditioning shape.
         t5_length = {} if loaded.has_t5 is not False else {"max_sequence_length": family.max_sequence_length or 77}
@@ -144,7 +126,7 @@ class _PreparedPlus:
                 extras["boxes"] = draw_boxes(made.image, [o.box for o in plan.objects], [o.key for o in plan.objects])
                 provenance = Provenance(
                     command=context.command,
-                    method=NAME,
+                    method=SPEC.name,
                     prompt=plan.prompt,
                     seed=seed,
                     model=loaded.meta(),

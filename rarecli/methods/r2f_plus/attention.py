@@ -5,7 +5,7 @@ The probe is an attention-processor subclass installed with `set_attn_processor`
 a call: it computes the probabilities beside the normal attention (which it leaves unchanged), with the
 blocks' qk-norms applied (exact for SD3.5 too; SD3-medium has none) and the softmax over the text keys
 only, as the authors do. The loss is the layout loss of Chen et al. (arXiv 2304.03373) as their code
-uses it; see `plus_sampler` for where it runs.
+uses it; see `sampler` for where it runs.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rarecli.llm.plus_schema import SLOT
-from rarecli.methods.r2f.plus_geometry import Box, box_mask
 from rarecli.methods.r2f.sampler import Conditioning
+from rarecli.methods.r2f_plus.geometry import Box, box_mask
+from rarecli.methods.r2f_plus.schema import SLOT
 
 if TYPE_CHECKING:
     import torch

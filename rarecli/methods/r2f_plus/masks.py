@@ -2,7 +2,7 @@
 
 `boxes` takes the object's (centred) box itself: no extra model, always available, and what is used
 when detection is weak. `detector` finds the object with a text-prompted detector (GroundingDINO) and
-outlines it with a box-prompted segmenter (SAM), as the authors do (`plus_detect`).
+outlines it with a box-prompted segmenter (SAM), as the authors do (`detect`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rarecli.llm.plus_schema import PlusObject
-from rarecli.methods.r2f.plus_geometry import Box, box_mask
+from rarecli.methods.r2f_plus.geometry import Box, box_mask
+from rarecli.methods.r2f_plus.schema import PlusObject
 
 if TYPE_CHECKING:
     import torch

@@ -1,7 +1,7 @@
-"""Reference images for the offline demo: rendered by the embedded tiny-sd from fixed seeds.
+"""Reference images for the tests: rendered by the embedded tiny-sd from fixed seeds.
 
 Tests and benchmarks need a folder of "reference images of a concept" without downloading anything, so
-the tiny backbone draws them itself, with plain sampling (the `sd` method) on the CPU in fp32 at
+the tiny backbone draws them itself, with plain sampling on the CPU in fp32 at
 guidance 1, so NAO-SeedSelect's inversion has something to find. Idempotent: images already there are
 kept; nothing is printed on stdout.
 """
@@ -26,7 +26,7 @@ def render_refs(folder: Path, model: str = "tiny-sd", seeds: tuple[int, ...] = S
     missing = [(seed, path) for seed, path in zip(seeds, wanted, strict=True) if not path.is_file()]
     if missing:
         context = MethodContext(model, None, DeviceManager("cpu", "fp32"), steps, 1.0, command="demo-refs")
-        made = registry.get("sd").prepare(context).generate(Request(PROMPT, [seed for seed, _ in missing]))
+        made = registry.PLAIN.load().prepare(context).generate(Request(PROMPT, [seed for seed, _ in missing]))
         for image, (_, path) in zip(made, missing, strict=True):
             with contextlib.suppress(FileExistsError):  # made meanwhile by another run
                 write_generated(image.image, image.provenance, path=path)

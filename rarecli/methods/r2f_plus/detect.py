@@ -15,17 +15,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rarecli.backbones.detection import DetectionModel, load_detection_model
-from rarecli.llm.plus_schema import PlusObject
-from rarecli.methods.r2f.plus_geometry import Box
-from rarecli.methods.r2f.plus_masks import Mask, box_only
+from rarecli.methods.r2f_plus.geometry import Box
+from rarecli.methods.r2f_plus.masks import Mask, box_only
+from rarecli.methods.r2f_plus.schema import PlusObject
 from rarecli.runtime.device import DeviceManager
 
 if TYPE_CHECKING:
     from PIL import Image
 
-DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
-DEFAULT_SEGMENTER = "facebook/sam-vit-base"
-DEFAULT_MIN_SCORE = 0.3
 
 
 def detection_query(phrase: str) -> str:

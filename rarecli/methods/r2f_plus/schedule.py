@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from rarecli.llm.plus_schema import SLOT, PlusObject, PlusPlan
 from rarecli.methods.r2f.schedule import stop_step
+from rarecli.methods.r2f_plus.schema import SLOT, PlusObject, PlusPlan
 
 ALTERNATE_EVERY = 2  # stand-ins guide on steps i % 2 == 0 before their stop, the rare phrase in between
 

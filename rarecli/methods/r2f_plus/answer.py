@@ -12,7 +12,7 @@ span of the prompt, its prompt holds exactly its own slot, levels never decrease
 stand-ins, box corners on a 1/20 grid with x_min < x_max and y_min < y_max. What the grammar does not
 say (overlapping objects; everything for an API model, which gets the JSON schema only) is repaired
 where that is mechanical and refused otherwise, and the finished plan goes through the same checks as
-a hand-written one (`plus_schema`).
+a hand-written one (`schema`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from typing import Any
 from rarecli.errors import InputError
 from rarecli.llm.answers import InvalidAnswer, extract_json, strip_controls
 from rarecli.llm.grammar import gbnf_literal
-from rarecli.llm.plus_schema import MAX_LEVEL, SCHEMA_ID, SCHEMA_VERSION, SLOT, PlusPlan
 from rarecli.llm.protocol import Constraint, PlanKind
 from rarecli.llm.schema import MAX_PHRASE_CHARS, NO_CONTROL, LLMRecord, locate, prompt_spans, validate
+from rarecli.methods.r2f_plus.options import R2F_PLUS as R2F_PLUS_NAME
+from rarecli.methods.r2f_plus.schema import MAX_LEVEL, SCHEMA_ID, SCHEMA_VERSION, SLOT, PlusPlan
 
 TEMPLATE_NAME = "r2fplus_plan"
 MAX_OBJECTS = 5  # RareBench's complex prompts have up to five
@@ -211,4 +212,4 @@ def _build(prompt: str, plan: PlusPlan, record: LLMRecord) -> PlusPlan:
     return dataclasses.replace(plan, llm=record.to_json())
 
 
-R2F_PLUS = PlanKind("r2f-plus", TEMPLATE_NAME, constraint, parse_answer, _build)
+R2F_PLUS = PlanKind(R2F_PLUS_NAME, TEMPLATE_NAME, constraint, parse_answer, _build)

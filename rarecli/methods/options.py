@@ -1,0 +1,189 @@
+"""A method's options as one typed class: every option's type, default, bounds, help and the source of
+its default, declared once (`option(...)` fields on a `MethodOptions` dataclass).
+
+Everything that takes a method's options reads this one description: the CLI derives its flags from it
+(`rarecli.cli._method_flags`), `rare bench rarebench --set KEY=VALUE` and the config file's `methods:`
+section parse strings through it, and the Python API passes keyword arguments to it. The options are
+checked once, when the instance is built (`parse`), and the instance is what the method runs with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+from rarecli.errors import InputError
+
+_META = "rare"
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    """What a field of a `MethodOptions` class says about itself."""
+
+    help: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the bound `low` itself is not allowed (a learning rate of 0)
+    choices: tuple[str, ...] = ()
+    source: str = ""  # where the default comes from (a paper's section, the authors' code)
+    recorded: bool = True  # part of a run's identity (False: changes how fast, never what is drawn)
+    # A narrower upper bound for the command line only, a guard against typos (the library takes any
+    # value the method can run with, e.g. SeedSelect's learning rate).
+    flag_high: float | None = None
+    what: str = "option"  # what it is, in two words, for messages ("anchor weight")
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    choices: tuple[str, ...] = (),
+    source: str = "",
+    recorded: bool = True,
+    flag_high: float | None = None,
+    what: str = "option",
+) -> Any:
+    """A field of a `MethodOptions` class."""
+    info = OptionInfo(help, low, high, low_open, choices, source, recorded, flag_high, what)
+    return dataclasses.field(default=default, metadata={_META: info})
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option, resolved: its name, Python type, whether None is allowed, default and description."""
+
+    name: str
+    type: type
+    nullable: bool
+    default: Any
+    info: OptionInfo
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def check(self, value: Any, method: str) -> Any:
+        """`value` if it is allowed; InputError naming the option otherwise. Ints pass as floats."""
+        if value is None:
+            if self.nullable:
+                return None
+            raise InputError(f"{method} option {self.name} needs a value")
+        expected = self.type
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise InputError(f"{method} option {self.name} must be {_TYPE_WORDS[expected]} (got {value!r})")
+        info = self.info
+        if expected is float and not math.isfinite(value):
+            raise InputError(f"{method} option {self.name} must be a finite number (got {value!r})")
+        if info.choices and value not in info.choices:
+            raise InputError(
+                f"{method} option {self.name} must be one of {', '.join(info.choices)} (got {value!r})"
+            )
+        if info.low is not None and (value < info.low or (info.low_open and value == info.low)):
+            sign = ">" if info.low_open else ">="
+            raise InputError(f"{method} option {self.name} must be {sign} {info.low:g} (got {value!r})")
+        if info.high is not None and value > info.high:
+            raise InputError(f"{method} option {self.name} must be <= {info.high:g} (got {value!r})")
+        return value
+
+    def from_text(self, text: str, method: str) -> Any:
+        """A value written as text (`--set KEY=VALUE`, an environment variable), then checked."""
+        if self.nullable and text.lower() in ("none", "null", ""):
+            return None
+        value: Any = text
+        try:
+            if self.type is bool:
+                lowered = text.lower()
+                if lowered not in _BOOLS:
+                    raise ValueError(text)
+                value = _BOOLS[lowered]
+            elif self.type in (int, float):
+                value = self.type(text)
+        except ValueError:
+            raise InputError(f"{method} option {self.name} must be {_TYPE_WORDS[self.type]} (got {text!r})") from None
+        return self.check(value, method)
+
+
+_TYPE_WORDS = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}
+_BOOLS = {"true": True, "yes": True, "1": True, "on": True, "false": False, "no": False, "0": False, "off": False}
+
+
+@dataclass(frozen=True)
+class MethodOptions:
+    """Base of every method's options class. Subclasses are frozen dataclasses of `option(...)` fields."""
+
+    method: ClassVar[str] = "method"  # the method's name, for messages
+
+    @classmethod
+    def describe(cls) -> list[Option]:
+        """Every option, in declaration order."""
+        hints = typing.get_type_hints(cls)
+        out = []
+        for f in dataclasses.fields(cls):
+            info = f.metadata.get(_META)
+            if info is None:
+                continue
+            kind, nullable = _base_type(hints[f.name])
+            out.append(Option(f.name, kind, nullable, f.default, info))
+        return out
+
+    @classmethod
+    def describe_one(cls, name: str) -> Option:
+        return next(o for o in cls.describe() if o.name == name)
+
+    @classmethod
+    def names(cls) -> frozenset[str]:
+        return frozenset(o.name for o in cls.describe())
+
+    @classmethod
+    def parse(cls, given: Mapping[str, Any] | None = None, *, text: bool = False) -> Self:
+        """The options `given` names, the rest at their defaults: checked here, once. `text`: the values
+        are strings to convert (`--set KEY=VALUE`). Unknown names are refused, with the ones that exist."""
+        given = dict(given or {})
+        by_name = {o.name: o for o in cls.describe()}
+        unknown = sorted(set(given) - set(by_name))
+        if unknown:
+            known = ", ".join(sorted(by_name)) or "none"
+            raise InputError(f"{cls.method} has no option {', '.join(unknown)}", hint=f"its options: {known}")
+        values = {
+            name: (by_name[name].from_text(value, cls.method) if text and isinstance(value, str) else
+                   by_name[name].check(value, cls.method))
+            for name, value in given.items()
+        }  # fmt: skip
+        made = cls(**values)
+        made.validate()
+        return made
+
+    def validate(self) -> None:
+        """Checks across options (each one's own bounds are checked already); override to add some."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {o.name: getattr(self, o.name) for o in self.describe()}
+
+    def changed(self) -> dict[str, Any]:
+        """The options that differ from their defaults and change what is drawn (a run's identity)."""
+        return {
+            o.name: getattr(self, o.name)
+            for o in self.describe()
+            if o.info.recorded and getattr(self, o.name) != o.default
+        }
+
+
+def _base_type(hint: Any) -> tuple[type, bool]:
+    """(int, True) for `int | None`; the types an option can have are int, float, str and bool."""
+    args = typing.get_args(hint)
+    if not args:
+        return hint, False
+    kinds = [a for a in args if a is not type(None)]
+    if len(kinds) != 1:
+        raise TypeError(f"an option is one type, or one type or None: {hint}")
+    return kinds[0], len(kinds) < len(args)
