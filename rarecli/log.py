@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False)
 _quiet = False
@@ -78,6 +77,16 @@ def progress(description: str, total: int | None, status: str = "") -> Iterator[
         finally:
             _live.remove_task(task)
         return
+
+    # Deferred: rich.progress takes 10 ms to import, and only long work on a terminal draws a bar.
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     with Progress(
         TextColumn("{task.description}"),

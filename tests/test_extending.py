@@ -6,7 +6,7 @@ API, with no other edit. And `rare bench rarebench --method seedselect` takes Se
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,7 +23,6 @@ from tests.bench_helpers import write_prompts
 # -- a method: plain sampling with its colours inverted ------------------------------------------------
 
 
-@dataclass(frozen=True)
 class InvertedOptions(MethodOptions):
     method: ClassVar[str] = "inverted"
     strength: float = option(1.0, "How far each pixel moves towards its inverse.", low=0.0, high=1.0, source="a test")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from rarecli.api import pipelines_for
 from rarecli.backbones.checkpoints import identify
 from rarecli.backbones.families import FAMILIES, family_of, sampler_label
 from rarecli.errors import InputError
-from rarecli.methods.registry import pipelines_for
 
 
 def test_method_support_is_read_from_the_table():

@@ -22,6 +22,7 @@ HEAVY = {"torch", "diffusers", "transformers", "openai", "llama_cpp", "accelerat
 HEAVY |= {"safetensors", "open_clip", "gguf", "sklearn", "scipy"}
 # Deferred on purpose, with the reason beside the import.
 DEFERRED = {("rarecli/config.py", "yaml")}  # every command's --help reads the config, yaml only if a file exists
+DEFERRED |= {("rarecli/log.py", "rich")}  # rich.progress (10 ms) only when a bar is drawn, never for --help
 
 
 def _rel(path: Path) -> str:

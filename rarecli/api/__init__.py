@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rarecli.backbones.families import pipelines_of
 from rarecli.errors import InputError
 from rarecli.llm.schema import Plan
 from rarecli.methods import registry
@@ -70,6 +71,12 @@ class Images(Sequence["Image.Image"]):
         for made in self.made:
             out.extend(write(made).files)
         return out
+
+
+def pipelines_for(method: str) -> frozenset[str]:
+    """The diffusers pipeline classes the method called `method` runs on (none for an unknown name)."""
+    spec = registry.METHODS.get(method)
+    return pipelines_of(spec.families) if spec is not None else frozenset()
 
 
 def available_methods() -> list[str]:

@@ -8,6 +8,7 @@ particular checkpoint of a family needs is in `rarecli.backbones.checkpoints`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,6 +169,11 @@ _BY_KEY = {f.key: f for f in FAMILIES.values()}
 def find_family(name: str) -> Family | None:
     """The family of a pipeline class name (or of a family key: sd, sdxl, sd3); None if unknown."""
     return FAMILIES.get(name) or _BY_KEY.get(name)
+
+
+def pipelines_of(names: Iterable[str]) -> frozenset[str]:
+    """The pipeline classes of families named by class or key (sd, sdxl, sd3, flux); unknown names stay."""
+    return frozenset(f.pipeline if (f := find_family(n)) is not None else n for n in names)
 
 
 def family_of(name: str) -> Family:

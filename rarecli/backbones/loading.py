@@ -17,7 +17,7 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RemoteEntryNotFoundError
 
 from rarecli.backbones.checkpoints import Checkpoint, identify
-from rarecli.backbones.families import DEFAULT_DTYPE, DtypePolicy, find_family
+from rarecli.backbones.families import DEFAULT_DTYPE, DtypePolicy, find_family, pipelines_of
 from rarecli.backbones.registry import EMBEDDED, ensure_built
 from rarecli.backbones.twins import twin_of
 from rarecli.errors import InputError, RareError, explain
@@ -198,11 +198,14 @@ def load_pipeline(
     purpose: str = "this command",
     t5: bool | None = None,
 ) -> LoadedPipeline:
-    """Load (once per process) and place a pipeline; checks its class is one `purpose` supports.
+    """Load (once per process) and place a pipeline; checks its class is one `purpose` supports
+    (`families`: pipeline classes or family keys, e.g. a method's `MethodSpec.families`).
 
     `t5`: for a family whose T5 encoder is optional (SD3), False loads without it (4.7 B parameters
     saved; the pipeline then feeds zeros in its place, diffusers' documented way), True requires it,
     None takes the model as saved."""
+    if families is not None:
+        families = pipelines_of(families)
     entry = EMBEDDED.get(model)
     if families is not None and entry is not None and entry.kind == "pipeline" and entry.pipeline_class not in families:
         raise _wrong_family(model, entry.pipeline_class, families, purpose)  # before a twin is built

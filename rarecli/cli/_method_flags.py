@@ -14,7 +14,6 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
-import click
 import typer
 
 from rarecli.cli._options import bounded
@@ -24,7 +23,7 @@ from rarecli.methods.spec import MethodSpec
 METHOD_DEFAULTS = "rare.method_defaults"  # where the root command keeps the config file's `methods:` section
 
 
-def method_defaults(context: click.Context | None, method: str) -> dict[str, Any]:
+def method_defaults(context: typer.Context | None, method: str) -> dict[str, Any]:
     """The config file's options for `method` (its `methods:` section), below anything set for the command."""
     if context is None:
         return {}
@@ -46,7 +45,7 @@ def _annotation(opt: Option, panel: str) -> Any:
     kind: Any = opt.type
     extra: dict[str, Any] = {}
     if info.choices:
-        kind = enum.StrEnum(f"{opt.name.title().replace('_', '')}Choice", [(c, c) for c in info.choices])
+        kind = _choices(opt.name, info.choices)
     elif opt.type is int:
         extra.update(min=None if info.low is None else int(info.low), max=None if info.high is None else int(info.high))
     elif opt.type is float and (info.low is not None or info.high is not None or info.flag_high is not None):
@@ -59,6 +58,11 @@ def _annotation(opt: Option, panel: str) -> Any:
     decls = [opt.flag] if opt.type is not bool else [f"{opt.flag}/--no-{opt.flag[2:]}"]
     hint = kind | None if opt.nullable else kind
     return Annotated[hint, typer.Option(*decls, help=info.help, rich_help_panel=panel, **extra)]
+
+
+@functools.cache
+def _choices(name: str, choices: tuple[str, ...]) -> type[enum.StrEnum]:
+    return enum.StrEnum(f"{name.title().replace('_', '')}Choice", [(c, c) for c in choices])
 
 
 def method_flags(specs: Iterable[MethodSpec], panel: str | None, skip: Iterable[str] = ()) -> Callable[[Any], Any]:
@@ -83,7 +87,7 @@ def method_flags(specs: Iterable[MethodSpec], panel: str | None, skip: Iterable[
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             # The command's own typer.Context says where each value came from (flag, RARE_*, config file).
-            context = next((v for v in (*args, *kwargs.values()) if isinstance(v, click.Context)), None)
+            context = next((v for v in (*args, *kwargs.values()) if hasattr(v, "get_parameter_source")), None)
             options = {}
             for o in flags:
                 value = kwargs.pop(o.name)

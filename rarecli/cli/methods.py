@@ -36,7 +36,7 @@ def methods(
     ]
     lines = []
     for s, doc in zip(specs, document, strict=True):
-        lines.append(f"{s.name}: {s.summary} [{s.family_labels()}]")
+        lines.append(f"{s.name}: {s.summary} [families: {', '.join(sorted(s.families))}]")
         if name:
             lines += [f"  --set {o['name']}=...  {o['help']} (default {o['default']!r})" for o in doc["options"]]
     return Output(document, lines)

@@ -1,5 +1,5 @@
 """A method's options as one typed class: every option's type, default, bounds, help and the source of
-its default, declared once (`option(...)` fields on a `MethodOptions` dataclass).
+its default, declared once (`option(...)` fields on a `MethodOptions` class).
 
 Everything that takes a method's options reads this one description: the CLI derives its flags from it
 (`rarecli.cli._method_flags`), `rare bench rarebench --set KEY=VALUE` and the config file's `methods:`
@@ -9,20 +9,15 @@ checked once, when the instance is built (`parse`), and the instance is what the
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, NamedTuple, Self
 
 from rarecli.errors import InputError
 
-_META = "rare"
 
-
-@dataclass(frozen=True)
-class OptionInfo:
+class OptionInfo(NamedTuple):
     """What a field of a `MethodOptions` class says about itself."""
 
     help: str
@@ -52,12 +47,19 @@ def option(
     what: str = "option",
 ) -> Any:
     """A field of a `MethodOptions` class."""
-    info = OptionInfo(help, low, high, low_open, choices, source, recorded, flag_high, what)
-    return dataclasses.field(default=default, metadata={_META: info})
+    return _Field(default, OptionInfo(help, low, high, low_open, choices, source, recorded, flag_high, what))
 
 
-@dataclass(frozen=True)
-class Option:
+class _Field:
+    """An `option(...)` in a class body, until the class collects it."""
+
+    __slots__ = ("default", "info")
+
+    def __init__(self, default: Any, info: OptionInfo) -> None:
+        self.default, self.info = default, info
+
+
+class Option(NamedTuple):
     """One option, resolved: its name, Python type, whether None is allowed, default and description."""
 
     name: str
@@ -117,24 +119,61 @@ _TYPE_WORDS = {int: "a whole number", float: "a number", str: "text", bool: "tru
 _BOOLS = {"true": True, "yes": True, "1": True, "on": True, "false": False, "no": False, "0": False, "off": False}
 
 
-@dataclass(frozen=True)
 class MethodOptions:
-    """Base of every method's options class. Subclasses are frozen dataclasses of `option(...)` fields."""
+    """Base of every method's options class: a subclass declares its options as annotated class attributes,
+
+        class SeedSelectOptions(MethodOptions):
+            method: ClassVar[str] = "seedselect"
+            iters: int | None = option(None, "Optimisation iterations.", low=1)
+
+    and its instances are immutable, each option an attribute. (Not a dataclass: the CLI builds these
+    classes at start-up, and a dataclass compiles code for each, which `rare --help` would pay for.)"""
 
     method: ClassVar[str] = "method"  # the method's name, for messages
+    _fields: ClassVar[dict[str, _Field]] = {}
+    _described: ClassVar[list[Option] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        fields = dict(cls._fields)  # the parent's, in order, then this class's own
+        for name in cls.__dict__.get("__annotations__", {}):
+            value = cls.__dict__.get(name)
+            if isinstance(value, _Field):
+                fields[name] = value
+                setattr(cls, name, value.default)
+        cls._fields = fields
+        cls._described = None
+
+    def __init__(self, **values: Any) -> None:
+        unknown = sorted(set(values) - set(self._fields))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no option {', '.join(unknown)}")
+        for name, f in self._fields.items():
+            object.__setattr__(self, name, values.get(name, f.default))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: make another with {type(self).__name__}.parse")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.as_dict() == self.as_dict()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(self.as_dict().items())))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items()) + ")"
 
     @classmethod
     def describe(cls) -> list[Option]:
         """Every option, in declaration order."""
-        hints = typing.get_type_hints(cls)
-        out = []
-        for f in dataclasses.fields(cls):
-            info = f.metadata.get(_META)
-            if info is None:
-                continue
-            kind, nullable = _base_type(hints[f.name])
-            out.append(Option(f.name, kind, nullable, f.default, info))
-        return out
+        if cls.__dict__.get("_described") is None:
+            hints = typing.get_type_hints(cls)
+            described = []
+            for name, f in cls._fields.items():
+                kind, nullable = _base_type(hints[name])
+                described.append(Option(name, kind, nullable, f.default, f.info))
+            cls._described = described
+        return list(cls._described or [])
 
     @classmethod
     def describe_one(cls, name: str) -> Option:
@@ -167,7 +206,7 @@ class MethodOptions:
         """Checks across options (each one's own bounds are checked already); override to add some."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {o.name: getattr(self, o.name) for o in self.describe()}
+        return {name: getattr(self, name) for name in self._fields}
 
     def changed(self) -> dict[str, Any]:
         """The options that differ from their defaults and change what is drawn (a run's identity)."""

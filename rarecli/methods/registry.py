@@ -7,7 +7,6 @@ own. A new method is its own module(s) plus one line below; `register` also take
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
 
 from rarecli.errors import InputError
@@ -30,7 +29,7 @@ def register(entry: MethodSpec | Method, *, replace: bool = False) -> MethodSpec
     object's own name)."""
     if not isinstance(entry, MethodSpec):
         method = entry
-        entry = dataclasses.replace(method.spec, name=method.name, implementation=lambda _spec: method)
+        entry = method.spec._replace(name=method.name, implementation=lambda _spec: method)
     if entry.name in METHODS and not replace:
         raise ValueError(f"method {entry.name!r} is already registered")
     METHODS[entry.name] = entry
@@ -61,8 +60,3 @@ def with_plans(kind: str) -> list[str]:
 
 for _spec in (PLAIN, R2F, R2F_PLUS, AAPB, SEEDSELECT, NAO_SEEDSELECT):
     register(_spec)
-
-
-def pipelines_for(name: str) -> frozenset[str]:
-    """The pipeline classes the method called `name` runs on (none for a method not registered)."""
-    return METHODS[name].pipelines() if name in METHODS else frozenset()

@@ -80,7 +80,7 @@ class PlainSampling(MethodBase):
             context.model,
             context.manager,
             context.revision,
-            families=SPEC.pipelines(),  # a variant of plain sampling samples what it samples
+            families=SPEC.families,  # a variant of plain sampling samples what it samples
             purpose=f"{context.command} --method {self.name}",
             t5=context.t5,
         )
@@ -141,7 +141,7 @@ class Renderer:
 
     @classmethod
     def load(cls, model: str, revision: str | None, manager: DeviceManager) -> Renderer:
-        return cls(load_pipeline(model, manager, revision, families=SPEC.pipelines(), purpose="--render"))
+        return cls(load_pipeline(model, manager, revision, families=SPEC.families, purpose="--render"))
 
     def guidance(self, guidance: float | None) -> float:
         return self.loaded.sampling_defaults()[1] if guidance is None else guidance

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from rarecli.backbones.families import FAMILIES
 from rarecli.errors import InputError
 from rarecli.methods.options import MethodOptions
 
 
-@dataclass(frozen=True)
-class MethodSpec:
+class MethodSpec(NamedTuple):
+    """(A named tuple, not a dataclass: the CLI reads these at start-up, and a dataclass compiles code.)"""
+
     name: str
     summary: str  # one line for `rare methods` and --help: what it does, and its paper
     options: type[MethodOptions]
@@ -32,21 +31,17 @@ class MethodSpec:
     # definition) and the repository they come from ("" for R2F's own).
     authors_plans: str | None = None
     label: str = ""  # how prose names it (R2F+, AAPB); "" for its name
-    _loaded: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def load(self) -> Any:
-        """The implementation (a `rarecli.methods.protocol.Method`), built once."""
-        if "method" not in self._loaded:
+        """The implementation (a `rarecli.methods.protocol.Method`), built once per description."""
+        key = id(self)
+        if key not in _LOADED or _LOADED[key][0] is not self:
             factory = self.implementation
             if isinstance(factory, str):
                 module, _, attr = factory.partition(":")
                 factory = getattr(importlib.import_module(module), attr)
-            self._loaded["method"] = factory(self)
-        return self._loaded["method"]
-
-    def pipelines(self) -> frozenset[str]:
-        """The diffusers pipeline classes of the families it runs on."""
-        return frozenset(f.pipeline for f in FAMILIES.values() if f.key in self.families)
+            _LOADED[key] = (self, factory(self))
+        return _LOADED[key][1]
 
     def parse(self, given: Mapping[str, Any] | MethodOptions | None = None, *, text: bool = False) -> MethodOptions:
         """Its options, checked; an options instance of this method passes as it is."""
@@ -60,8 +55,8 @@ class MethodSpec:
     def title(self) -> str:
         return self.label or self.name
 
-    def family_labels(self) -> str:
-        return ", ".join(f.label for f in FAMILIES.values() if f.key in self.families)
+
+_LOADED: dict[int, tuple[MethodSpec, Any]] = {}  # by the description's identity: (it, its implementation)
 
 
 class MethodBase:

@@ -111,7 +111,7 @@ def load_world(manager: DeviceManager, folder: Path | None = None) -> ToyWorld:
         raise RareError(f"no toy world in {folder} (manifest.json missing)", hint="run `make toy-world`")
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     model = "toy-digits" if folder.resolve() == WEIGHTS_DIR.resolve() else str(folder / "toy-digits")
-    loaded = load_pipeline(model, manager, families=registry.SEEDSELECT.pipelines(), purpose="the toy evaluation")
+    loaded = load_pipeline(model, manager, families=registry.SEEDSELECT.families, purpose="the toy evaluation")
     judge = load_judge(folder / "judge")
     images, labels = data.load()
     split = manifest["split"]["indices_into_load_digits"]

@@ -65,7 +65,7 @@ class AAPB(MethodBase):
             context.model,
             context.manager,
             context.revision,
-            families=self.spec.pipelines(),
+            families=self.spec.families,
             purpose=f"{context.command} --method {self.name}",
             t5=context.t5,
         )

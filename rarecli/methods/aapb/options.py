@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from rarecli.methods.options import option
@@ -13,7 +12,6 @@ AAPB = "aapb"
 PAPER = "Lee et al., Adaptive Auxiliary Prompt Blending, CVPR 2026 (arXiv 2603.19158)"
 
 
-@dataclass(frozen=True)
 class AAPBOptions(PlanningOptions):
     method: ClassVar[str] = AAPB
 

@@ -3,7 +3,6 @@ file name and record made so far carries."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from rarecli.methods.options import MethodOptions, option
@@ -12,7 +11,6 @@ from rarecli.methods.spec import MethodSpec
 PLAIN = "sd"
 
 
-@dataclass(frozen=True)
 class PlainOptions(MethodOptions):
     method: ClassVar[str] = PLAIN
 

@@ -41,7 +41,7 @@ class R2F(MethodBase):
             context.model,
             context.manager,
             context.revision,
-            families=self.spec.pipelines(),
+            families=self.spec.families,
             purpose=f"{context.command} --method {self.name}",
             t5=context.t5,
         )

@@ -3,7 +3,6 @@ methods that read its plans (R2F+, AAPB)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from rarecli.methods.options import MethodOptions, option
@@ -14,7 +13,6 @@ RULES = ("rare", "authors")
 BACKENDS = ("openai", "llama")
 
 
-@dataclass(frozen=True)
 class PlanningOptions(MethodOptions):
     """How a request without a plan gets one, and the negative prompt every step uses."""
 
@@ -29,7 +27,6 @@ class PlanningOptions(MethodOptions):
     llm_base_url: str | None = option(None, "Planner: an OpenAI-compatible server URL.")
 
 
-@dataclass(frozen=True)
 class R2FOptions(PlanningOptions):
     method: ClassVar[str] = R2F
 

@@ -60,7 +60,7 @@ class R2FPlus(MethodBase):
             context.model,
             context.manager,
             context.revision,
-            families=self.spec.pipelines(),
+            families=self.spec.families,
             purpose=f"{context.command} (R2F+ runs on SD3 only)",
             t5=context.t5,
         )

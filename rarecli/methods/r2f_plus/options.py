@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from rarecli.errors import InputError
@@ -17,7 +16,6 @@ DEFAULT_SEGMENTER = "facebook/sam-vit-base"
 DEFAULT_MIN_SCORE = 0.3
 
 
-@dataclass(frozen=True)
 class R2FPlusOptions(PlanningOptions):
     method: ClassVar[str] = R2F_PLUS
 

@@ -6,7 +6,6 @@ methods while `rare seedselect` offers one flag for both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from rarecli.errors import InputError
@@ -23,7 +22,6 @@ CHECKPOINTING_MODES = ("auto", "on", "off")
 SPREADS = ("half", "whole")
 
 
-@dataclass(frozen=True)
 class SeedSelectOptions(MethodOptions):
     method: ClassVar[str] = SEEDSELECT
 
@@ -78,7 +76,6 @@ class SeedSelectOptions(MethodOptions):
             raise InputError("at least one loss weight must be > 0")
 
 
-@dataclass(frozen=True)
 class NaoSeedSelectOptions(SeedSelectOptions):
     method: ClassVar[str] = NAO_SEEDSELECT
 

@@ -89,7 +89,7 @@ def prepare(config: SeedSelectConfig, manager: DeviceManager) -> Session:
     phases = SetupPhases(manager)
     with phases("load_pipeline"):
         loaded = load_pipeline(
-            config.model, manager, config.revision, families=registry.spec(config.method).pipelines(), purpose=config.method
+            config.model, manager, config.revision, families=registry.spec(config.method).families, purpose=config.method
         )
     manager = loaded.manager  # with --dtype auto resolved for the model's family
     phases.manager = manager
