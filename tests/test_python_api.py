@@ -51,3 +51,30 @@ def test_import_rarecli_loads_nothing_heavy():
     code = "import rarecli; print(rarecli.generate.__module__, rarecli.r2f.plan.__module__)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["rarecli.api", "rarecli.api.r2f"]
+
+
+def test_the_api_writes_nothing_unless_asked_and_then_what_rare_seedselect_writes(tmp_path, monkeypatch, capsys):
+    """`rarecli.seedselect` is the library call `rare seedselect` makes: in memory by default; with `out`, the
+    same files, the same pixels (the provenance says which made them)."""
+    import numpy as np
+    from PIL import Image
+
+    import rarecli
+    from rarecli.cli.app import run
+    from rarecli.io.images import read_metadata
+    from rarecli.toyworld import REFS_DIR
+
+    monkeypatch.chdir(tmp_path)
+    common = dict(model="toy-digits", iters=1, steps=2, num_images=2, device="cpu", dtype="fp32")
+    kept = rarecli.seedselect("a handwritten digit seven", REFS_DIR / "seven", **common)
+    assert list(tmp_path.iterdir()) == [] and kept.written == [] and len(kept) == 2
+    api = rarecli.seedselect("a handwritten digit seven", REFS_DIR / "seven", out=tmp_path / "api", **common)
+    assert run(["seedselect", "a handwritten digit seven", "--refs", str(REFS_DIR / "seven"), "--model", "toy-digits",
+                "--iters", "1", "--inner-steps", "2", "-n", "2", "--device", "cpu", "--dtype", "fp32",
+                "--out", str(tmp_path / "cli")]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert sorted(p.name for p in (tmp_path / "api").iterdir()) == sorted(p.name for p in (tmp_path / "cli").iterdir())
+    for image, path in zip(kept, sorted((tmp_path / "cli").glob("*.png")), strict=True):
+        assert np.array_equal(np.asarray(image), np.asarray(Image.open(path).convert("RGB")))
+    assert read_metadata(api.written[0])["rare"]["command"] == "python"
+    assert read_metadata(sorted((tmp_path / "cli").glob("*.png"))[0])["rare"]["command"] == "seedselect"

@@ -30,12 +30,16 @@ from rarecli.methods import registry
 from rarecli.methods.driver import Driver, to_folder
 from rarecli.methods.protocol import Generated, MethodContext, Request
 from rarecli.methods.r2f_plus.schema import PlusPlan
+from rarecli.methods.seedselect.config import DEFAULT_INNER_STEPS, SeedSelectConfig
+from rarecli.methods.seedselect.run import run as run_seedselect
 from rarecli.runtime.device import DeviceManager
 
 if TYPE_CHECKING:
     from PIL import Image
 
 __all__ = ["Images", "available_methods", "generate", "seedselect"]
+
+COMMAND = "python"  # what each image's provenance says made it
 
 
 @dataclass
@@ -114,19 +118,40 @@ def generate(
         raise InputError(f"num_images must be at least 1 (got {num_images})")
     manager = DeviceManager(device, dtype)
     context = MethodContext(
-        model, None, manager, steps, guidance, checked, command="python", height=height, width=width
+        model, None, manager, steps, guidance, checked, command=COMMAND, height=height, width=width
     )
     request = Request(prompt, range(seed, seed + num_images), refs=Path(refs) if refs else None, plan=plan)
     return _run(Driver.prepare(spec.load(), context), [request], out)
 
 
-def seedselect(prompt: str, refs: str | Path, *, model: str, method: str = registry.SEEDSELECT.name, **kwargs: Any) -> Images:
-    """SeedSelect (or `method="nao-seedselect"`) images of `prompt` matched to the images in `refs`;
-    `steps` are the inner DDIM steps (default 20), the rest as `generate` (options: `iters`, `lr`, ...)."""
+def seedselect(
+    prompt: str,
+    refs: str | Path,
+    *,
+    model: str,
+    method: str = registry.SEEDSELECT.name,
+    num_images: int = 1,
+    seed: int = 0,
+    steps: int = DEFAULT_INNER_STEPS,
+    guidance: float | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    out: str | Path | None = None,
+    **options: Any,
+) -> Images:
+    """SeedSelect (or `method="nao-seedselect"`) images of `prompt` matched to the images in `refs`, as
+    `rare seedselect` makes them (the same library call); `steps` are the denoising steps inside each
+    iteration, `options` the method's (`iters`, `lr`, `checkpointing`, ...)."""
     if not registry.spec(method).needs_refs:
         raise InputError(f"{method} does not take reference images", hint="use rarecli.generate")
-    kwargs.setdefault("steps", 20)
-    return generate(prompt, model=model, method=method, refs=refs, **kwargs)
+    config = SeedSelectConfig(
+        prompt, Path(refs), method=method, model=model, inner_steps=steps, guidance=guidance, height=height,
+        width=width, num_images=num_images, seed=seed, out=Path(out) if out is not None else Path("."), **options,
+    )  # fmt: skip
+    result = run_seedselect(config, DeviceManager(device, dtype), write=out is not None, command=COMMAND)
+    return Images(result.made, result.written)
 
 
 def _run(driver: Driver, requests: Sequence[Request], out: str | Path | None) -> Images:

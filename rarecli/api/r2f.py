@@ -8,14 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rarecli.api import Images, _run
-from rarecli.errors import InputError
+from rarecli.api import COMMAND, Images
 from rarecli.llm.planner import PlannerSettings, make_planner
 from rarecli.llm.schema import Plan
 from rarecli.methods import registry
-from rarecli.methods.driver import Driver
-from rarecli.methods.protocol import MethodContext, Request
-from rarecli.methods.r2f.generate import R2FConfig, choose_method
+from rarecli.methods.r2f.generate import R2FConfig
+from rarecli.methods.r2f.generate import run as run_r2f
 from rarecli.methods.r2f_plus.answer import R2F_PLUS
 from rarecli.methods.r2f_plus.schema import PlusPlan
 from rarecli.runtime.device import DeviceManager
@@ -67,21 +65,20 @@ def generate(
     **options: Any,
 ) -> Images:
     """`num_images` images per plan (seeds `seed`, `seed + 1`, ...): R2F, R2F+ for R2F+ plans, or another
-    method that reads R2F's plans (`method="aapb"`); `options` are the method's (`negative_prompt`,
-    `schedule`, `gamma`, `masks`, ...)."""
+    method that reads R2F's plans (`method="aapb"`), as `rare r2f generate` makes them (the same library
+    call); `options` are the method's (`negative_prompt`, `schedule`, `gamma`, `masks`, ...)."""
     plans = [plans] if isinstance(plans, Plan | PlusPlan) else list(plans)
-    if not plans:
-        raise InputError("no plans to generate from")
-    job = R2FConfig(plans=plans, method=method, **{k: v for k, v in options.items() if k in _JOB_OPTIONS})
-    spec, given = choose_method(job)
-    checked = spec.parse({**given, **{k: v for k, v in options.items() if k not in _JOB_OPTIONS}})
-    manager = DeviceManager(device, dtype)
-    context = MethodContext(
-        model, None, manager, steps, guidance, checked, command="python", height=height, width=width, t5=t5
-    )
-    seeds = range(seed, seed + num_images)
-    requests = [Request(p.prompt, seeds, plan=p) for p in plans]
-    return _run(Driver.prepare(spec.load(), context), requests, out)
+    own = {k: v for k, v in options.items() if k in _JOB_OPTIONS}
+    config = R2FConfig(
+        plans=plans, method=method, model=model, steps=steps, guidance=guidance, num_images=num_images, seed=seed,
+        out=Path(out) if out is not None else Path("."), height=height, width=width, t5=t5, **own,
+        options={k: v for k, v in options.items() if k not in own},
+    )  # fmt: skip
+    images = Images()
+    for result in run_r2f(config, DeviceManager(device, dtype), write=out is not None, command=COMMAND):
+        images.made.extend(result.made)
+        images.written.extend([*result.images, *result.parts])
+    return images
 
 
 # What `rare r2f generate` names as its own flags (the rest are passed to the method as they are).

@@ -1,4 +1,5 @@
-"""`rare r2f generate` as a library call: R2F (or R2F+) images for each plan, written with their settings."""
+"""`rare r2f generate` and `rarecli.r2f.generate` as one library call: images for each plan by R2F (R2F+
+for R2F+ plans) or another reader of R2F's plans (AAPB), written with their settings or kept in memory."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rarecli.errors import InputError
 from rarecli.io.atomic import check_writable
 from rarecli.methods import registry
 from rarecli.methods.driver import Driver, to_folder
-from rarecli.methods.protocol import MethodContext, Request
+from rarecli.methods.protocol import Generated, MethodContext, Request
 from rarecli.methods.r2f.options import R2F
 from rarecli.methods.r2f.plans import AnyPlan, plan_kind_of
 from rarecli.methods.spec import MethodSpec
@@ -40,6 +41,8 @@ class R2FConfig:
     detector: str | None = None
     segmenter: str | None = None
     min_detection_score: float | None = None
+    # Any other option of the method, by name (the fields above are `rare r2f generate`'s own flags).
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -49,6 +52,7 @@ class R2FResult:
     seeds: list[int] = field(default_factory=list)
     schedule: dict[str, Any] | None = None
     parts: list[Path] = field(default_factory=list)  # R2F+: each object's image and mask, the boxes drawn
+    made: list[Generated] = field(default_factory=list)  # the images, in memory, with their provenance
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -66,7 +70,8 @@ def _given(config: R2FConfig) -> dict[str, Any]:
     """The method options the job sets (a value other than the one that means "not chosen")."""
     unset = {"negative_prompt": None, "gamma": None, "schedule": "rare", "masks": "boxes", "detector": None,
              "segmenter": None, "min_detection_score": None}  # fmt: skip
-    return {name: getattr(config, name) for name, off in unset.items() if getattr(config, name) not in (off, "")}
+    own = {name: getattr(config, name) for name, off in unset.items() if getattr(config, name) not in (off, "")}
+    return {**own, **config.options}
 
 
 def choose_method(config: R2FConfig) -> tuple[MethodSpec, dict[str, Any]]:
@@ -101,13 +106,17 @@ def choose_method(config: R2FConfig) -> tuple[MethodSpec, dict[str, Any]]:
     return spec, given
 
 
-def run(config: R2FConfig, manager: DeviceManager) -> Iterator[R2FResult]:
-    """Generate `num_images` per plan (seeds seed, seed+1, ...); yields one result per plan as it is done."""
+def run(
+    config: R2FConfig, manager: DeviceManager, write: bool = True, command: str = "r2f generate"
+) -> Iterator[R2FResult]:
+    """Generate `num_images` per plan (seeds seed, seed+1, ...); yields one result per plan as it is done.
+    `write=False`: nothing is written, the images are the results' `made`."""
     if not config.plans:
         raise InputError("no plans to generate from", hint="pipe `rare r2f plan` into `rare r2f generate -`")
     spec, given = choose_method(config)
     options = spec.parse(given)  # checked once, before the output folder or any model
-    check_writable(config.out)
+    if write:
+        check_writable(config.out)
     context = MethodContext(
         config.model,
         config.revision,
@@ -115,22 +124,23 @@ def run(config: R2FConfig, manager: DeviceManager) -> Iterator[R2FResult]:
         config.steps,
         config.guidance,
         options,
-        command="r2f generate",
+        command=command,  # recorded in each image's provenance
         t5=config.t5,
         height=config.height,
         width=config.width,
     )
     driver = Driver.prepare(spec.load(), context)
     seeds = range(config.seed, config.seed + config.num_images)
-    write = to_folder(config.out, seeds=False)
+    writer = to_folder(config.out, seeds=False) if write else None
     for plan in config.plans:  # each plan's images are printed as soon as its result is yielded
         result = R2FResult(plan.prompt)
         driver.written.clear()  # earlier plans' files were printed with their results: a failure names this plan's
-        for drawn in driver.run(Request(plan.prompt, seeds, plan=plan), write):
-            assert drawn.written is not None
-            result.images.append(drawn.written.image)
-            result.parts.extend(drawn.written.extras)
+        for drawn in driver.run(Request(plan.prompt, seeds, plan=plan), writer):
+            result.made.append(drawn.made)
             result.seeds.append(drawn.made.seed)
+            if drawn.written is not None:
+                result.images.append(drawn.written.image)
+                result.parts.extend(drawn.written.extras)
             extra = drawn.made.provenance.extra
             result.schedule = extra["schedule"] if "schedule" in extra else extra.get(spec.name)
         yield result

@@ -1,5 +1,6 @@
-"""`rare seedselect` as a library call: run a method on a prompt and its references, write every image
-with its seed file and run record, and say what was written."""
+"""`rare seedselect` and `rarecli.seedselect` as one library call: run a method on a prompt and its
+references, write every image with its seed file and run record (or keep them in memory), and say what
+was made and written."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from rarecli.io.atomic import check_writable
 from rarecli.methods import registry
 from rarecli.methods.driver import Driver, to_folder
-from rarecli.methods.protocol import MethodContext, Request
+from rarecli.methods.protocol import Generated, MethodContext, Request
 from rarecli.methods.seedselect.config import SeedSelectConfig, clean_prompt
 from rarecli.runtime.device import DeviceManager
 
@@ -22,6 +23,8 @@ class SeedSelectResult:
     runs: list[Path] = field(default_factory=list)
     losses: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
+    made: list[Generated] = field(default_factory=list)  # every image, in memory, with its provenance
+    written: list[Path] = field(default_factory=list)  # every file written, in order
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -33,15 +36,18 @@ class SeedSelectResult:
         }
 
 
-def run(config: SeedSelectConfig, manager: DeviceManager) -> SeedSelectResult:
-    """Run `config.method` and write its outputs under `config.out`.
+def run(
+    config: SeedSelectConfig, manager: DeviceManager, write: bool = True, command: str = "seedselect"
+) -> SeedSelectResult:
+    """Run `config.method` and write its outputs under `config.out` (`write=False`: keep them in memory).
 
     All input checks (prompt, options, reference folder) happen before any model is loaded, and no
     file is written unless the run gets to the end of at least one optimisation. `--method sd` is the
     plain-sampling baseline from seeds seed, seed+1, ... at `inner_steps` steps.
     """
     prompt = clean_prompt(config.prompt)
-    check_writable(config.out)
+    if write:
+        check_writable(config.out)
     method = registry.get(config.method, "rare seedselect")
     context = MethodContext(
         config.model,
@@ -50,7 +56,7 @@ def run(config: SeedSelectConfig, manager: DeviceManager) -> SeedSelectResult:
         config.inner_steps,
         config.guidance,
         config.options,
-        command="seedselect",
+        command=command,  # recorded in each image's provenance
         height=config.height,
         width=config.width,
     )
@@ -61,9 +67,13 @@ def run(config: SeedSelectConfig, manager: DeviceManager) -> SeedSelectResult:
         refs=config.refs,
     )
     result = SeedSelectResult([], [], [], [])
-    for drawn in Driver.prepare(method, context).run(request, to_folder(config.out)):
+    for drawn in Driver.prepare(method, context).run(request, to_folder(config.out) if write else None):
         made, written = drawn.made, drawn.written
-        assert written is not None
+        result.made.append(made)
+        result.interrupted = result.interrupted or made.interrupted
+        if written is None:
+            continue
+        result.written.extend(written.files)
         result.images.append(written.image)
         if written.seed is not None:
             result.seeds.append(written.seed)
@@ -71,5 +81,4 @@ def run(config: SeedSelectConfig, manager: DeviceManager) -> SeedSelectResult:
             result.runs.append(written.run)
             loss = made.provenance.extra
             result.losses.append({"image": str(written.image), "initial": loss["initial_loss"], "best": loss["loss"]})
-        result.interrupted = result.interrupted or made.interrupted
     return result
