@@ -9,7 +9,6 @@ until it is used, so `import rarecli` and `rare --help` stay instant:
 """
 
 import importlib
-from typing import Any
 
 __version__ = "0.1.0"
 
@@ -17,7 +16,7 @@ _API = {"generate": "rarecli.api", "seedselect": "rarecli.api", "available_metho
         "r2f": None}  # fmt: skip
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:  # not typing.Any: importing typing would double `import rarecli`
     if name not in _API:
         raise AttributeError(f"module 'rarecli' has no attribute {name!r}")
     if name == "r2f":
