@@ -68,18 +68,12 @@ def generate(
     method that reads R2F's plans (`method="aapb"`), as `rare r2f generate` makes them (the same library
     call); `options` are the method's (`negative_prompt`, `schedule`, `gamma`, `masks`, ...)."""
     plans = [plans] if isinstance(plans, Plan | PlusPlan) else list(plans)
-    own = {k: v for k, v in options.items() if k in _JOB_OPTIONS}
     config = R2FConfig(
         plans=plans, method=method, model=model, steps=steps, guidance=guidance, num_images=num_images, seed=seed,
-        out=Path(out) if out is not None else Path("."), height=height, width=width, t5=t5, **own,
-        options={k: v for k, v in options.items() if k not in own},
+        out=Path(out) if out is not None else Path("."), height=height, width=width, t5=t5, options=options,
     )  # fmt: skip
     images = Images()
     for result in run_r2f(config, DeviceManager(device, dtype), write=out is not None, command=COMMAND):
         images.made.extend(result.made)
         images.written.extend([*result.images, *result.parts])
     return images
-
-
-# What `rare r2f generate` names as its own flags (the rest are passed to the method as they are).
-_JOB_OPTIONS = ("negative_prompt", "gamma", "schedule", "masks", "detector", "segmenter", "min_detection_score")

@@ -276,7 +276,7 @@ def generate(
         height=height,
         width=width,
         t5=t5,
-        **{**method_defaults(ctx, name), **(options or {})},
+        options={**method_defaults(ctx, name), **(options or {})},
     )
     for result in run(config, manager):
         yield Output(result.to_json(), result.images + result.parts)

@@ -23,25 +23,18 @@ from rarecli.runtime.device import DeviceManager
 class R2FConfig:
     plans: list[AnyPlan]
     method: str = R2F  # a method that reads R2F plans: R2F (R2F+ for R2F+ plans), or AAPB
-    gamma: float | None = None  # aapb: a fixed anchor weight (None: the adaptive gamma*)
     model: str = "stabilityai/stable-diffusion-3-medium-diffusers"
     revision: str | None = None
     steps: int | None = None
     guidance: float | None = None
-    negative_prompt: str | None = None
-    schedule: str = "rare"  # rare (ours) or authors (their step rule, for replaying their plans)
     num_images: int = 1
     seed: int = 0
     out: Path = Path("out/r2f")
     height: int | None = None  # None: the model's native size
     width: int | None = None
     t5: bool | None = None  # SD3: load T5 (True), leave it out (False), or as the model is saved (None)
-    # R2F+ plans only: where each object's mask comes from (boxes, or detector: detector + segmenter)
-    masks: str = "boxes"
-    detector: str | None = None
-    segmenter: str | None = None
-    min_detection_score: float | None = None
-    # Any other option of the method, by name (the fields above are `rare r2f generate`'s own flags).
+    # The method's options, by name (`negative_prompt`, `schedule`, `gamma`, `masks`, ...); one at its
+    # default counts as not chosen, so it is never "an option of another method".
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -67,11 +60,11 @@ class R2FResult:
 
 
 def _given(config: R2FConfig) -> dict[str, Any]:
-    """The method options the job sets (a value other than the one that means "not chosen")."""
-    unset = {"negative_prompt": None, "gamma": None, "schedule": "rare", "masks": "boxes", "detector": None,
-             "segmenter": None, "min_detection_score": None}  # fmt: skip
-    own = {name: getattr(config, name) for name, off in unset.items() if getattr(config, name) not in (off, "")}
-    return {**own, **config.options}
+    """The options the job chooses: each set to something other than "" and its default (its default in
+    the methods that read plans; an option none of them has is kept, to be named)."""
+    readers = [s for s in registry.METHODS.values() if s.plan_kind is not None]
+    defaults = {o.name: o.default for spec in readers for o in spec.options.describe()}
+    return {k: v for k, v in config.options.items() if v != "" and (k not in defaults or v != defaults[k])}
 
 
 def choose_method(config: R2FConfig) -> tuple[MethodSpec, dict[str, Any]]:
