@@ -168,7 +168,7 @@ def run_augment(config: AugmentConfig) -> AugmentResult:
     for line in left_out:
         info(f"--only-below: leaving out {line}")
     try:
-        _generate(config, method, chosen, dataset, manager, state, result)
+        _generate(config, method, options, chosen, dataset, manager, state, result)
     except KeyboardInterrupt:
         result.interrupted = True
     _write_failures(dataset, result)
@@ -185,7 +185,7 @@ def run_augment(config: AugmentConfig) -> AugmentResult:
     return result
 
 
-def _generate(config, method, chosen, dataset, manager, state, result) -> None:
+def _generate(config, method, options, chosen, dataset, manager, state, result) -> None:
     items = [(c, i) for c in chosen for i in range(config.per_class)]
     mine = items[state.process_index :: state.num_processes]
     # Per class, the indices this process has to make (an image on disk is a finished item).
@@ -219,7 +219,7 @@ def _generate(config, method, chosen, dataset, manager, state, result) -> None:
     if not total:
         return
     context = MethodContext(
-        config.model, config.revision, manager, config.steps, config.guidance, method.check(config.options), command=COMMAND
+        config.model, config.revision, manager, config.steps, config.guidance, options, command=COMMAND
     )
     driver = Driver.prepare(method, context)
     seconds: list[float] = []

@@ -22,6 +22,7 @@ from rarecli.io.naming import slugify
 from rarecli.llm.schema import Plan
 from rarecli.methods import registry
 from rarecli.methods.driver import Driver
+from rarecli.methods.options import MethodOptions
 from rarecli.methods.output import Provenance, Written, write_generated
 from rarecli.methods.protocol import Generated, Method, MethodContext, Request
 from rarecli.methods.r2f_plus.options import R2F_PLUS
@@ -48,8 +49,8 @@ def reads_plus_plans(spec: MethodSpec) -> bool:
     return spec.plan_kind == R2F_PLUS
 
 
-def check(name: str, options: Mapping[str, Any]) -> Method:
-    """The method, once its options are known to work: fails before the run folder or any model."""
+def check(name: str, options: Mapping[str, Any]) -> tuple[Method, MethodOptions]:
+    """The method and its options, checked: fails before the run folder or any model."""
     spec = spec_of(name)
     if spec.needs_refs:
         _check_refs_root(options)
@@ -57,8 +58,7 @@ def check(name: str, options: Mapping[str, Any]) -> Method:
         replayable = [s.name for s in registry.METHODS.values() if s.authors_plans]
         raise InputError(f"--plans authors replays {', '.join(replayable)}'s published plans; {name} has none")
     method = spec.load()
-    method.check(method_options(options))
-    return method
+    return method, method.check(method_options(options))
 
 
 def _check_refs_root(options: Mapping[str, Any]) -> None:
@@ -97,10 +97,8 @@ class Drawer:
         plans: Mapping[str, Plan | PlusPlan] | None = None,
         refused: Mapping[str, str] | None = None,
     ) -> Drawer:
-        method = check(name, options)
-        context = MethodContext(
-            model, revision, manager, steps, guidance, method_options(options), command=COMMAND, t5=options.get("t5")
-        )
+        method, checked = check(name, options)
+        context = MethodContext(model, revision, manager, steps, guidance, checked, command=COMMAND, t5=options.get("t5"))
         return cls(method, Driver.prepare(method, context), options, work_dir, plans, dict(refused or {}))
 
     def draw(self, prompt: str, seed: int) -> Generated:

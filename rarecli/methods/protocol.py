@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from rarecli.backbones.loading import LoadedPipeline, load_pipeline
 from rarecli.llm.schema import Plan
 from rarecli.methods.options import MethodOptions
 from rarecli.methods.output import Provenance
@@ -50,6 +51,18 @@ class MethodContext:
     width: int | None = None
     # SD3's optional T5 encoder: False loads the pipeline without it, True requires it, None as saved.
     t5: bool | None = None
+
+    def load_pipeline(self, method: Method, purpose: str | None = None) -> LoadedPipeline:
+        """The pipeline this context names, refused (before any weights load) unless it is of a family
+        `method` runs on; `purpose` says who asked, in that refusal."""
+        return load_pipeline(
+            self.model,
+            self.manager,
+            self.revision,
+            families=method.spec.families,
+            purpose=purpose or f"{self.command} --method {method.name}",
+            t5=self.t5,
+        )
 
 
 @dataclass

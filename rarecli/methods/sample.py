@@ -76,14 +76,7 @@ class PlainSampling(MethodBase):
 
     def prepare(self, context: MethodContext) -> _PreparedPlain:
         context = replace(context, options=self.check(context.options))
-        loaded = load_pipeline(
-            context.model,
-            context.manager,
-            context.revision,
-            families=SPEC.families,  # a variant of plain sampling samples what it samples
-            purpose=f"{context.command} --method {self.name}",
-            t5=context.t5,
-        )
+        loaded = context.load_pipeline(self)
         return _PreparedPlain(loaded, context)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from rarecli.backbones.families import family_of, find_family
-from rarecli.backbones.loading import LoadedPipeline, declared_pipeline_class, latent_shape, load_pipeline
+from rarecli.backbones.loading import LoadedPipeline, declared_pipeline_class, latent_shape
 from rarecli.errors import InputError
 from rarecli.llm.planner import Planner, planner_from_options
 from rarecli.llm.schema import Plan
@@ -61,14 +61,7 @@ class AAPB(MethodBase):
                 hint="use --method r2f on FLUX, or AAPB on SD3, SDXL or SD",
             )
         planner = planner_from_options(context.options)
-        loaded = load_pipeline(
-            context.model,
-            context.manager,
-            context.revision,
-            families=self.spec.families,
-            purpose=f"{context.command} --method {self.name}",
-            t5=context.t5,
-        )
+        loaded = context.load_pipeline(self)
         return _PreparedAAPB(loaded, context, planner)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from rarecli.backbones.families import family_of
-from rarecli.backbones.loading import LoadedPipeline, latent_shape, load_pipeline
+from rarecli.backbones.loading import LoadedPipeline, latent_shape
 from rarecli.errors import InputError
 from rarecli.llm.planner import Planner, planner_from_options
 from rarecli.llm.schema import Plan
@@ -37,14 +37,7 @@ class R2F(MethodBase):
         options: R2FOptions = self.check(context.options)  # type: ignore[assignment]
         context = replace(context, options=options)
         planner = planner_from_options(options)
-        loaded = load_pipeline(
-            context.model,
-            context.manager,
-            context.revision,
-            families=self.spec.families,
-            purpose=f"{context.command} --method {self.name}",
-            t5=context.t5,
-        )
+        loaded = context.load_pipeline(self)
         return _PreparedR2F(loaded, context, planner)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from rarecli.backbones.families import family_of
-from rarecli.backbones.loading import LoadedPipeline, latent_shape, load_pipeline
+from rarecli.backbones.loading import LoadedPipeline, latent_shape
 from rarecli.errors import InputError
 from rarecli.io.grid import draw_boxes
 from rarecli.llm.planner import Planner, planner_from_options
@@ -56,14 +56,7 @@ class R2FPlus(MethodBase):
                 DEFAULT_MIN_SCORE if options.min_detection_score is None else options.min_detection_score,
             )
             masker.load()  # a missing detector fails before the pipeline loads
-        loaded = load_pipeline(
-            context.model,
-            context.manager,
-            context.revision,
-            families=self.spec.families,
-            purpose=f"{context.command} (R2F+ runs on SD3 only)",
-            t5=context.t5,
-        )
+        loaded = context.load_pipeline(self, f"{context.command} (R2F+ runs on SD3 only)")
         return _PreparedPlus(loaded, context, planner, masker)
 
 
