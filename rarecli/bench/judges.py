@@ -75,15 +75,6 @@ def scale_of(identity: dict[str, Any]) -> str:
     return kind.scale(identity) if kind is not None else str(identity.get("protocol", "rare"))
 
 
-def check_name(judge: str, protocol: str = "rare") -> str:
-    return get(judge, protocol).name
-
-
-def protocol_for(judge: str, definition: Definition, protocol: str = "rare") -> Any:
-    """How the judge asks and reads under `protocol` (None for a judge without a rubric)."""
-    return get(judge, protocol).protocol_for(definition, protocol)
-
-
 def identity(judge: str, model: str | None, definition: Definition, protocol: Any = None) -> dict[str, Any]:
     """What pins a judge's scores, recorded in the run's config.json (a change is a new configuration)."""
     name = protocol.name if protocol is not None else "rare"

@@ -78,7 +78,7 @@ def method_flags(specs: Iterable[MethodSpec], panel: str | None, skip: Iterable[
             inspect.Parameter(
                 o.name,
                 inspect.Parameter.KEYWORD_ONLY,
-                default=_default(o),
+                default=o.default,
                 annotation=_annotation(o, panel or f"{spec.title} options"),
             )
             for o, spec in owned
@@ -105,6 +105,3 @@ def method_flags(specs: Iterable[MethodSpec], panel: str | None, skip: Iterable[
 
     return decorate
 
-
-def _default(opt: Option) -> Any:
-    return opt.default

@@ -14,14 +14,12 @@ run methods through it, so its rules hold everywhere:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rarecli.errors import RareError
 from rarecli.log import warn
-from rarecli.methods.options import MethodOptions
 from rarecli.methods.output import Written, write_generated
 from rarecli.methods.protocol import Generated, Method, MethodContext, Prepared, Request
 
@@ -82,13 +80,3 @@ def to_folder(folder: Path, seeds: bool = True) -> Writer:
 
     return write
 
-
-def context_for(
-    model: str,
-    manager: Any,
-    options: Mapping[str, Any] | MethodOptions | None = None,
-    **settings: Any,
-) -> MethodContext:
-    """A method context from keyword settings (steps, guidance, height, width, t5, revision, command)."""
-    revision = settings.pop("revision", None)
-    return MethodContext(model, revision, manager, options=options if options is not None else {}, **settings)

@@ -26,7 +26,6 @@ class OptionInfo(NamedTuple):
     low_open: bool = False  # the bound `low` itself is not allowed (a learning rate of 0)
     choices: tuple[str, ...] = ()
     source: str = ""  # where the default comes from (a paper's section, the authors' code)
-    recorded: bool = True  # part of a run's identity (False: changes how fast, never what is drawn)
     # A narrower upper bound for the command line only, a guard against typos (the library takes any
     # value the method can run with, e.g. SeedSelect's learning rate).
     flag_high: float | None = None
@@ -42,12 +41,11 @@ def option(
     low_open: bool = False,
     choices: tuple[str, ...] = (),
     source: str = "",
-    recorded: bool = True,
     flag_high: float | None = None,
     what: str = "option",
 ) -> Any:
     """A field of a `MethodOptions` class."""
-    return _Field(default, OptionInfo(help, low, high, low_open, choices, source, recorded, flag_high, what))
+    return _Field(default, OptionInfo(help, low, high, low_open, choices, source, flag_high, what))
 
 
 class _Field:
@@ -208,13 +206,6 @@ class MethodOptions:
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._fields}
 
-    def changed(self) -> dict[str, Any]:
-        """The options that differ from their defaults and change what is drawn (a run's identity)."""
-        return {
-            o.name: getattr(self, o.name)
-            for o in self.describe()
-            if o.info.recorded and getattr(self, o.name) != o.default
-        }
 
 
 def _base_type(hint: Any) -> tuple[type, bool]:

@@ -15,7 +15,7 @@ class PlainOptions(MethodOptions):
     method: ClassVar[str] = PLAIN
 
     negative_prompt: str | None = option(None, "Negative prompt.")
-    batch_size: int = option(1, "Seeds drawn in one pipeline call.", low=1, recorded=False)
+    batch_size: int = option(1, "Seeds drawn in one pipeline call.", low=1)
 
 
 SPEC = MethodSpec(

@@ -74,10 +74,6 @@ class SeedSelectConfig:
         self.options = spec.parse(options if options is not None else given)
         _check_job(self)
 
-    @property
-    def optimises(self) -> bool:
-        return isinstance(self.options, SeedSelectOptions)
-
 
 def clean_prompt(prompt: str) -> str:
     """Underscores to spaces (class names like `tiger_cat`), whitespace collapsed; empty is an error."""

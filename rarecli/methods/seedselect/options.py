@@ -52,12 +52,11 @@ class SeedSelectOptions(MethodOptions):
         "auto", "on: recompute each denoising step in the backward pass, so memory does not grow with "
         "--inner-steps. off: about 1.3-1.6x faster per iteration, memory grows with the steps. auto: off when "
         "one step's measured activations times --inner-steps fit in half the device's free memory, else on "
-        "(the choice and its figures go into each image's .run.json).", choices=CHECKPOINTING_MODES,
-        recorded=False,
+        "(the choice and its figures go into each image's .run.json).", choices=CHECKPOINTING_MODES
     )  # fmt: skip
     batch_size: int | None = option(
         None, "Images optimised together (default: up to 4). Halved automatically when the GPU runs out of "
-        "memory.", low=1, recorded=False,
+        "memory.", low=1,
     )  # fmt: skip
     clip_model: str = option(
         "auto", "CLIP for the semantic loss. auto: the model's companion CLIP: an embedded backbone's own "
@@ -84,7 +83,7 @@ class NaoSeedSelectOptions(SeedSelectOptions):
         source="NAO (NeurIPS 2023) Sec. 5.2",
     )  # fmt: skip
     inversion_cache: bool = option(
-        True, "nao-seedselect: keep the references' inversions on disk and reuse them.", recorded=False
+        True, "nao-seedselect: keep the references' inversions on disk and reuse them."
     )
     nao_starts: str = option(
         "half", "nao-seedselect: where images after the first start, on the NAO paths from the centroid to each "
