@@ -44,6 +44,21 @@ def set_lr(opt, lr: float) -> None:
         group["lr"] = lr
 
 
+def step_with_ema(opt: Any, loss: Any, model: Any, ema: Any, ema_decay: float, step: int) -> None:
+    """One optimiser step on `loss` (gradients clipped to norm 1), then the EMA copy moved towards the
+    model with a warm-up: decay min(ema_decay, (1 + step) / (10 + step)). Both denoisers train so."""
+    import torch
+
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    decay = min(ema_decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for pe, p in zip(ema.parameters(), model.parameters(), strict=True):
+            pe.lerp_(p, 1 - decay)
+
+
 def train_judge(images, labels, split, hp: JudgeHyper) -> tuple[Any, dict[str, Any]]:
     import torch
 
@@ -272,14 +287,7 @@ def train_unet(images, labels, split, hp: UnetHyper, vae, text_encoder, tokenize
         states = cond[torch.where(drop, torch.tensor(10), y[idx])]
         pred = unet(zt, t, encoder_hidden_states=states).sample
         loss = torch.nn.functional.mse_loss(pred, eps)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        decay = min(hp.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), unet.parameters(), strict=True):
-                pe.lerp_(p, 1 - decay)
+        step_with_ema(opt, loss, unet, ema, hp.ema_decay, step)
         losses.append(loss.item())
         if step % 500 == 0 or step == hp.steps - 1:
             say(f"unet step {step}/{hp.steps} loss {np.mean(losses[-100:]):.4f}")

@@ -24,7 +24,7 @@ import numpy as np
 from rarecli.backbones.tokenizers import CLIP_VOCAB_SIZE
 from rarecli.toyworld.shapes import data
 from rarecli.toyworld.shapes.judge import JudgeHyper, to_tensor
-from rarecli.toyworld.train import cosine_lr, set_lr, tokenize
+from rarecli.toyworld.train import cosine_lr, set_lr, step_with_ema, tokenize
 
 
 def say(message: str) -> None:
@@ -316,14 +316,7 @@ def train_transformer(hp: TransformerHyper, pipe: Any) -> tuple[Any, dict[str, A
             hidden_states=xt, timestep=sigma * 1000, encoder_hidden_states=embeds[rows], pooled_projections=pooled[rows]
         ).sample
         loss = torch.nn.functional.mse_loss(pred, noise - x0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        decay = min(hp.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), model.parameters(), strict=True):
-                pe.lerp_(p, 1 - decay)
+        step_with_ema(opt, loss, model, ema, hp.ema_decay, step)
         losses.append(loss.item())
         if step % 500 == 0 or step == hp.steps - 1:
             say(f"transformer step {step}/{hp.steps} loss {np.mean(losses[-100:]):.4f}")
