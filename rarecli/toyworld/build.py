@@ -130,6 +130,24 @@ def save_judge(module: torch.nn.Module, config: JudgeConfig, folder: Path, extra
     (folder / CONFIG).write_text(json.dumps({**asdict(config), **extra}, indent=2) + "\n", encoding="utf-8")
 
 
+def finish(tmp: Path, out: Path, about: dict[str, Any], hp: Any, metrics: Any, seconds: Any) -> dict[str, Any]:
+    """Write a finished build's manifest into `tmp` (what it is, `about`, then its hyper-parameters,
+    metrics, timings, environment and every file's hash) and put `tmp` in place at `out`; the manifest."""
+    import torch
+
+    manifest = {
+        **about,
+        "hyper_parameters": hp.to_json(),
+        "metrics": metrics,
+        "seconds": seconds,
+        "environment": {"torch": torch.__version__, "threads": hp.threads, "python": sys.version.split()[0]},
+        "files": file_hashes(tmp),
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    swap_into_place(tmp, out)
+    return manifest
+
+
 def swap_into_place(tmp: Path, out: Path) -> None:
     """Put a finished build (`tmp`) where `out` is, the old one moved aside first and removed after."""
     old = None
@@ -143,7 +161,6 @@ def swap_into_place(tmp: Path, out: Path) -> None:
 
 def write_world(out: Path, hp: ToyHyper, split, images, tokenizer, parts: dict[str, Any], metrics, seconds) -> dict:
     """Save every part, the reference folders and the manifest; swap the folder into place."""
-    import torch
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".toy-world-", dir=out.parent))
@@ -166,14 +183,8 @@ def write_world(out: Path, hp: ToyHyper, split, images, tokenizer, parts: dict[s
             "frequent": list(hp.split.frequent),
             "rare": list(hp.split.rare),
             "split": split.to_json(),
-            "hyper_parameters": hp.to_json(),
-            "metrics": metrics,
-            "seconds": seconds,
-            "environment": {"torch": torch.__version__, "threads": hp.threads, "python": sys.version.split()[0]},
-            "files": file_hashes(tmp),
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        swap_into_place(tmp, out)
+        manifest = finish(tmp, out, manifest, hp, metrics, seconds)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest

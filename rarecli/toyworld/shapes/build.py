@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 from rarecli.backbones.tokenizers import clip_tokenizer
 from rarecli.runtime.quiet import quiet_libraries
-from rarecli.toyworld.build import file_hashes, swap_into_place
+from rarecli.toyworld.build import finish
 from rarecli.toyworld.shapes import data
 from rarecli.toyworld.shapes.judge import train_judge
 from rarecli.toyworld.shapes.train import (
@@ -128,14 +127,8 @@ def write_world(out: Path, hp: ShapesHyper, pipe: Any, clip: Any, preprocess: di
             "joint_images_per_pair": {s: dict(zip(data.COLOURS, data.JOINT[s], strict=True)) for s in data.SHAPES},
             "rare_pairs": [list(p) for p in data.RARE],
             "absent_pairs": [list(p) for p in data.ABSENT],
-            "hyper_parameters": hp.to_json(),
-            "metrics": metrics,
-            "seconds": seconds,
-            "environment": {"torch": torch.__version__, "threads": hp.threads, "python": sys.version.split()[0]},
-            "files": file_hashes(tmp),
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        swap_into_place(tmp, out)
+        manifest = finish(tmp, out, manifest, hp, metrics, seconds)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
